@@ -1,0 +1,55 @@
+"""The Celery app, and the heartbeats that /healthz reads for the worker and for beat."""
+
+import os
+import time
+
+from celery import Celery, bootsteps
+from celery.beat import PersistentScheduler
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatdesk.settings")
+
+app = Celery("chatdesk", task_cls="celery.contrib.django.task:DjangoTask")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+WORKER_HEARTBEAT_KEY = "chatdesk:heartbeat:worker"
+BEAT_HEARTBEAT_KEY = "chatdesk:heartbeat:beat"
+
+
+def write_heartbeat(key: str) -> None:
+    """Record that a process is alive now (a Unix time in Redis, read by /healthz)."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    cache.set(key, time.time(), timeout=settings.HEARTBEAT_STALE_AFTER_SECONDS * 4)
+
+
+class WorkerHeartbeat(bootsteps.StartStopStep):
+    """Writes the worker's heartbeat from the worker's own timer, independent of beat."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def start(self, worker):
+        from django.conf import settings
+
+        write_heartbeat(WORKER_HEARTBEAT_KEY)
+        self.tref = worker.timer.call_repeatedly(
+            settings.HEARTBEAT_INTERVAL_SECONDS, write_heartbeat, (WORKER_HEARTBEAT_KEY,), priority=10
+        )
+
+    def stop(self, worker):
+        if getattr(self, "tref", None):
+            self.tref.cancel()
+
+
+app.steps["worker"].add(WorkerHeartbeat)
+
+
+class HeartbeatScheduler(PersistentScheduler):
+    """Beat's usual scheduler that also writes beat's heartbeat on every tick."""
+
+    def tick(self, *args, **kwargs):
+        from django.conf import settings
+
+        write_heartbeat(BEAT_HEARTBEAT_KEY)
+        return min(super().tick(*args, **kwargs), settings.HEARTBEAT_INTERVAL_SECONDS)

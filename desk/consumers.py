@@ -1,0 +1,173 @@
+"""Websocket consumers for the agent/supervisor desk and the customer's web chat.
+
+Pushes are hints: each handler re-reads the row and renders the same partial the page uses, and every
+(re)connect starts with a snapshot of what the page shows. Every element carries a version, so the
+browser ignores a late or duplicate push (static/desk/realtime.js).
+"""
+
+from channels.auth import get_user
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.http import Http404
+from django.template.loader import render_to_string
+
+from . import access, realtime
+from .models import Conversation, Message
+
+CLOSE_FORBIDDEN = 4403
+
+
+def _conversation_ops(conversation: Conversation, *, viewer: str, user=None, with_transcript: bool) -> list[dict]:
+    """Render the header, composer and (optionally) the whole transcript of a conversation as push ops."""
+    context = {"conversation": conversation, "viewer": viewer, "user": user, "is_agent": access.is_agent(user)}
+    template = "desk/_conversation.html" if viewer == "agent" else "chat/_chat.html"
+    ops = [
+        {"op": "upsert", "html": render_to_string(f"{template}#header", context)},
+        {"op": "upsert", "html": render_to_string(f"{template}#composer", context)},
+    ]
+    if with_transcript:
+        context["messages"] = conversation.transcript()
+        ops.append({"op": "replace", "html": render_to_string(f"{template}#transcript", context)})
+    return ops
+
+
+def _message_op(message: Message, *, viewer: str) -> dict:
+    html = render_to_string("desk/_message.html", {"message": message, "viewer": viewer})
+    return {"op": "upsert", "container": f"transcript-{message.conversation_id}", "html": html}
+
+
+class DeskConsumer(AsyncJsonWebsocketConsumer):
+    """An agent's or supervisor's desk page: the conversation lists, and optionally one open conversation."""
+
+    viewer = "agent"
+
+    async def connect(self):
+        self.user = self.scope["user"]
+        self.conversation_id = None
+        self.groups_joined: list[str] = []
+        groups = await self._groups_for_user()
+        if groups is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        # Join before the snapshot so nothing that changes in between is missed.
+        await self._join(groups)
+        await self.accept()
+        await self.send_snapshot()
+
+    async def _join(self, groups: list[str]) -> None:
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined = groups
+
+    @database_sync_to_async
+    def _groups_for_user(self) -> list[str] | None:
+        user = self.user
+        if access.is_supervisor(user):
+            groups = [realtime.SUPERVISORS_GROUP]
+        elif access.is_agent(user):
+            groups = [realtime.QUEUE_GROUP, realtime.agent_group(user.pk)]
+        else:
+            return None
+        raw_id = self.scope["url_route"]["kwargs"].get("conversation_id")
+        if raw_id is not None:
+            try:
+                self.conversation_id = access.get_conversation_for_viewer(user, int(raw_id)).pk
+            except Http404:
+                return None
+            groups.append(realtime.conversation_group(self.conversation_id))
+        return groups
+
+    async def disconnect(self, code):
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        """The only message a client sends is a ping: re-check the user and re-join groups (B10, C41)."""
+        if content.get("type") != "ping":
+            return
+        self.user = self.scope["user"] = await get_user(self.scope)  # logged out or deactivated since?
+        groups = await self._groups_for_user()
+        if groups is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self._join(groups)
+        await self.send_json({"op": "pong"})
+
+    async def send_snapshot(self):
+        await self.send_json({"op": "refresh", "target": "conversation-list"})
+        if self.conversation_id is not None:
+            for op in await self._conversation_ops(with_transcript=True):
+                await self.send_json(op)
+
+    @database_sync_to_async
+    def _conversation_ops(self, *, with_transcript: bool) -> list[dict]:
+        try:
+            conversation = access.get_conversation_for_viewer(self.user, self.conversation_id)
+        except Http404:
+            return [{"op": "refresh", "target": "conversation-pane"}]  # e.g. another agent took it
+        return _conversation_ops(conversation, viewer="agent", user=self.user, with_transcript=with_transcript)
+
+    @database_sync_to_async
+    def _message_op(self, message_id: int) -> dict | None:
+        message = Message.objects.select_related("author", "conversation__customer").filter(pk=message_id).first()
+        return message and _message_op(message, viewer="agent")
+
+    async def conversation_changed(self, event):
+        await self.send_json({"op": "refresh", "target": "conversation-list"})
+        if event["conversation_id"] == self.conversation_id:
+            for op in await self._conversation_ops(with_transcript=False):
+                await self.send_json(op)
+
+    async def message_created(self, event):
+        await self.send_json({"op": "refresh", "target": "conversation-list"})
+        if event["conversation_id"] == self.conversation_id and (op := await self._message_op(event["message_id"])):
+            await self.send_json(op)
+
+
+class CustomerChatConsumer(AsyncJsonWebsocketConsumer):
+    """The customer's own chat page, authorised by its unguessable token."""
+
+    async def connect(self):
+        self.conversation_id = await self._conversation_id()
+        if self.conversation_id is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.group = realtime.conversation_group(self.conversation_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        for op in await self._ops(with_transcript=True):
+            await self.send_json(op)
+
+    @database_sync_to_async
+    def _conversation_id(self) -> int | None:
+        try:
+            return access.get_conversation_for_customer(self.scope["url_route"]["kwargs"]["token"]).pk
+        except Http404:
+            return None
+
+    @database_sync_to_async
+    def _ops(self, *, with_transcript: bool) -> list[dict]:
+        conversation = Conversation.objects.select_related("customer", "assigned_agent").get(pk=self.conversation_id)
+        return _conversation_ops(conversation, viewer="customer", with_transcript=with_transcript)
+
+    @database_sync_to_async
+    def _message_op(self, message_id: int) -> dict | None:
+        message = Message.objects.select_related("author", "conversation__customer").filter(pk=message_id).first()
+        return message and _message_op(message, viewer="customer")
+
+    async def disconnect(self, code):
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        if content.get("type") == "ping":
+            await self.channel_layer.group_add(self.group, self.channel_name)
+            await self.send_json({"op": "pong"})
+
+    async def conversation_changed(self, event):
+        for op in await self._ops(with_transcript=False):
+            await self.send_json(op)
+
+    async def message_created(self, event):
+        if op := await self._message_op(event["message_id"]):
+            await self.send_json(op)

@@ -1,0 +1,60 @@
+"""Live pushes for the desk: small typed hints, sent to Channels groups only after the transaction commits.
+
+The channel layer is at-most-once, so a push is a hint: consumers re-read the row and render the current
+state, and pages re-read everything they show on every (re)connect.
+"""
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+QUEUE_GROUP = "desk.queue"
+SUPERVISORS_GROUP = "desk.supervisors"
+
+
+def agent_group(user_id: int) -> str:
+    return f"desk.agent.{user_id}"
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"desk.conversation.{conversation_id}"
+
+
+def send_to_groups_rollback_unsafe(groups: list[str], event: dict) -> None:
+    """Send now, whatever happens to the current transaction. Use `publish_on_commit` instead."""
+    layer = get_channel_layer()
+
+    async def send_all():
+        for group in groups:
+            await layer.group_send(group, event)
+
+    async_to_sync(send_all)()
+
+
+def publish_on_commit(groups: list[str], event: dict) -> None:
+    """Send `event` to `groups` once the surrounding transaction commits (never for a rollback)."""
+    transaction.on_commit(lambda: send_to_groups_rollback_unsafe(groups, event), robust=True)
+
+
+def publish_conversation_changed(conversation, *, left_queue: bool = False) -> None:
+    """Tell every desk that lists this conversation, and every page showing it, to re-read it."""
+    groups = [SUPERVISORS_GROUP, conversation_group(conversation.pk)]
+    if conversation.status == "pending" or left_queue:
+        groups.append(QUEUE_GROUP)  # it appears in, or leaves, every agent's queue
+    if conversation.assigned_agent_id:
+        groups.append(agent_group(conversation.assigned_agent_id))
+    publish_on_commit(groups, {"type": "conversation.changed", "conversation_id": conversation.pk})
+
+
+def publish_message_created(message) -> None:
+    """Push a new message to the pages showing its conversation, and bump it in the desk lists."""
+    conversation = message.conversation
+    groups = [SUPERVISORS_GROUP, conversation_group(conversation.pk)]
+    if conversation.status == "pending":
+        groups.append(QUEUE_GROUP)
+    if conversation.assigned_agent_id:
+        groups.append(agent_group(conversation.assigned_agent_id))
+    publish_on_commit(
+        groups,
+        {"type": "message.created", "conversation_id": conversation.pk, "message_id": message.pk},
+    )
