@@ -1,0 +1,51 @@
+"""Shared fixtures: people in each role (alice/bob the agents, sam the supervisor), and the live layer."""
+
+import pytest
+from channels.layers import get_channel_layer
+
+from tests.factories import AgentFactory, ConversationFactory, SupervisorFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _isolated_redis(settings):
+    """Each test starts with an empty Redis db (its own db number in CI), so no push or cache leaks across."""
+    import redis
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    yield
+
+
+@pytest.fixture
+def alice(db):
+    return AgentFactory(username="alice", first_name="Alice", last_name="Agent")
+
+
+@pytest.fixture
+def bob(db):
+    return AgentFactory(username="bob", first_name="Bob", last_name="Agent")
+
+
+@pytest.fixture
+def sam(db):
+    return SupervisorFactory(username="sam", first_name="Sam", last_name="Supervisor")
+
+
+@pytest.fixture
+def outsider(db):
+    """A logged-in user with no role."""
+    return UserFactory(username="olly")
+
+
+@pytest.fixture
+def pending_conversation(db):
+    return ConversationFactory()
+
+
+@pytest.fixture
+def alices_conversation(alice):
+    return ConversationFactory(status="open", assigned_agent=alice)
+
+
+@pytest.fixture
+def channel_layer():
+    return get_channel_layer()
