@@ -19,7 +19,7 @@ CLOSE_FORBIDDEN = 4403
 
 def _conversation_ops(conversation: Conversation, *, viewer: str, user=None, with_transcript: bool) -> list[dict]:
     """Render the header, composer and (optionally) the whole transcript of a conversation as push ops."""
-    context = {"conversation": conversation, "viewer": viewer, "user": user, "is_agent": access.is_agent(user)}
+    context = {"conversation": conversation, "viewer": viewer, "user": user, "is_agent": bool(user and access.is_agent(user))}
     template = "desk/_conversation.html" if viewer == "agent" else "chat/_chat.html"
     ops = [
         {"op": "upsert", "html": render_to_string(f"{template}#header", context)},

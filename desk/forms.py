@@ -11,7 +11,7 @@ class StartChatForm(forms.Form):
 
     name = forms.CharField(label="Name", max_length=120)
     phone = forms.CharField(label="Phone number", max_length=32)
-    body = forms.CharField(label="Message", widget=forms.Textarea(attrs={"rows": 3}))
+    body = forms.CharField(label="Message", strip=False, widget=forms.Textarea(attrs={"rows": 3}))
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].replace("\x00", "").strip()

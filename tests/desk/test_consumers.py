@@ -1,0 +1,195 @@
+"""The desk and customer websockets, against the real Redis channel layer and committed PostgreSQL data."""
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from chatdesk.asgi import application
+from desk import actions
+from desk.consumers import CLOSE_FORBIDDEN
+from tests.factories import AgentFactory, ConversationFactory, SupervisorFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+@database_sync_to_async
+def session_cookie(user) -> tuple[bytes, bytes]:
+    client = Client()
+    client.force_login(user)
+    return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+
+
+async def connect(path: str, *headers) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN, *headers])
+    connected, code = await communicator.connect(timeout=5)
+    assert connected, f"refused with {code}"
+    return communicator
+
+
+async def receive_until(communicator, predicate, timeout: float = 5) -> dict:
+    """The first op matching `predicate`, skipping others (e.g. list refresh hints)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            op = await communicator.receive_json_from(timeout=timeout)
+            if predicate(op):
+                return op
+
+
+async def drain(communicator) -> list[dict]:
+    ops = []
+    while not await communicator.receive_nothing(timeout=0.3):
+        ops.append(await communicator.receive_json_from())
+    return ops
+
+
+async def test_an_anonymous_socket_is_refused():
+    communicator = WebsocketCommunicator(application, "/ws/desk/", headers=[ORIGIN])
+    connected, code = await communicator.connect(timeout=5)
+    assert not connected
+    assert code == CLOSE_FORBIDDEN
+
+
+async def test_a_foreign_origin_is_refused():
+    agent = await database_sync_to_async(AgentFactory)()
+    communicator = WebsocketCommunicator(
+        application, "/ws/desk/", headers=[(b"origin", b"https://evil.example"), await session_cookie(agent)]
+    )
+    connected, _ = await communicator.connect(timeout=5)
+    assert not connected
+
+
+async def test_an_agent_cannot_open_another_agents_conversation():
+    alice, bob = await database_sync_to_async(lambda: (AgentFactory(), AgentFactory()))()
+    conversation = await database_sync_to_async(ConversationFactory)(status="open", assigned_agent=alice)
+    communicator = WebsocketCommunicator(
+        application, f"/ws/desk/conversations/{conversation.pk}/", headers=[ORIGIN, await session_cookie(bob)]
+    )
+    connected, code = await communicator.connect(timeout=5)
+    assert not connected
+    assert code == CLOSE_FORBIDDEN
+
+
+async def test_an_agent_receives_only_events_of_their_own_conversations():
+    alice, bob = await database_sync_to_async(lambda: (AgentFactory(), AgentFactory()))()
+    alices, bobs = await database_sync_to_async(
+        lambda: (
+            ConversationFactory(status="open", assigned_agent=alice),
+            ConversationFactory(status="open", assigned_agent=bob),
+        )
+    )()
+    socket = await connect("/ws/desk/", await session_cookie(alice))
+    await drain(socket)
+
+    await database_sync_to_async(actions.receive_customer_message)(bobs.pk, body="for bob")
+    assert await drain(socket) == []
+
+    await database_sync_to_async(actions.receive_customer_message)(alices.pk, body="for alice")
+    assert {"op": "refresh", "target": "conversation-list"} in await drain(socket)
+    await socket.disconnect()
+
+
+async def test_a_new_chat_reaches_every_agents_queue_and_leaves_it_when_accepted():
+    alice, bob = await database_sync_to_async(lambda: (AgentFactory(), AgentFactory()))()
+    alice_socket = await connect("/ws/desk/", await session_cookie(alice))
+    bob_socket = await connect("/ws/desk/", await session_cookie(bob))
+    await drain(alice_socket), await drain(bob_socket)
+
+    conversation = await database_sync_to_async(actions.start_conversation)(
+        name="Thandi", phone="+27821234567", body="Hello"
+    )
+    for socket in (alice_socket, bob_socket):
+        assert {"op": "refresh", "target": "conversation-list"} in await drain(socket)
+
+    await database_sync_to_async(actions.accept_conversation)(conversation.pk, agent=alice)
+    assert {"op": "refresh", "target": "conversation-list"} in await drain(bob_socket)
+    await alice_socket.disconnect()
+    await bob_socket.disconnect()
+
+
+async def test_a_conversation_page_gets_new_messages_rendered_and_escaped():
+    alice = await database_sync_to_async(AgentFactory)()
+    conversation = await database_sync_to_async(ConversationFactory)(status="open", assigned_agent=alice)
+    socket = await connect(f"/ws/desk/conversations/{conversation.pk}/", await session_cookie(alice))
+    await drain(socket)
+
+    await database_sync_to_async(actions.receive_customer_message)(conversation.pk, body="<script>alert(1)</script>")
+
+    op = await receive_until(socket, lambda op: op.get("container") == f"transcript-{conversation.pk}")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in op["html"]
+    assert "<script>" not in op["html"]
+    await socket.disconnect()
+
+
+async def test_messages_sent_while_disconnected_are_in_the_snapshot_after_reconnecting():
+    alice = await database_sync_to_async(AgentFactory)()
+    conversation = await database_sync_to_async(ConversationFactory)(status="open", assigned_agent=alice)
+    cookie = await session_cookie(alice)
+    path = f"/ws/desk/conversations/{conversation.pk}/"
+    socket = await connect(path, cookie)
+    await socket.disconnect()
+
+    await database_sync_to_async(actions.receive_customer_message)(conversation.pk, body="while you were away")
+
+    socket = await connect(path, cookie)
+    snapshot = await drain(socket)
+    transcript = next(op for op in snapshot if op["op"] == "replace")
+    assert "while you were away" in transcript["html"]
+    await socket.disconnect()
+
+
+async def test_pushes_carry_the_current_version_so_a_stale_one_can_be_ignored():
+    """Every push re-reads the row: a late hint still carries the newest version, never an older one."""
+    alice = await database_sync_to_async(AgentFactory)()
+    conversation = await database_sync_to_async(ConversationFactory)(status="pending")
+    socket = await connect(f"/ws/desk/conversations/{conversation.pk}/", await session_cookie(alice))
+    await drain(socket)
+
+    accepted = await database_sync_to_async(actions.accept_conversation)(conversation.pk, agent=alice)
+    await database_sync_to_async(actions.close_conversation)(conversation.pk, agent=alice)
+    closed_version = (await database_sync_to_async(lambda: type(accepted).objects.get(pk=accepted.pk))()).version
+
+    headers = [op for op in await drain(socket) if f"conversation-header-{conversation.pk}" in op.get("html", "")]
+    assert headers, "no header pushes"
+    assert all(f'data-version="{closed_version}"' in op["html"] for op in headers)
+    await socket.disconnect()
+
+
+async def test_a_supervisor_receives_read_only_events_of_every_conversation():
+    alice, sam = await database_sync_to_async(lambda: (AgentFactory(), SupervisorFactory()))()
+    conversation = await database_sync_to_async(ConversationFactory)(status="open", assigned_agent=alice)
+    socket = await connect(f"/ws/desk/conversations/{conversation.pk}/", await session_cookie(sam))
+    snapshot = await drain(socket)
+    assert not any("Accept chat" in op.get("html", "") or "Close chat" in op.get("html", "") for op in snapshot)
+
+    await database_sync_to_async(actions.receive_customer_message)(conversation.pk, body="hello")
+    op = await receive_until(socket, lambda op: op.get("container") == f"transcript-{conversation.pk}")
+    assert "hello" in op["html"]
+    await socket.disconnect()
+
+
+async def test_the_customer_socket_is_authorised_by_its_token_only():
+    conversation = await database_sync_to_async(ConversationFactory)()
+    refused = WebsocketCommunicator(application, "/ws/chat/not-a-token/", headers=[ORIGIN])
+    assert not (await refused.connect(timeout=5))[0]
+
+    socket = await connect(f"/ws/chat/{conversation.customer_token}/")
+    await drain(socket)
+    await database_sync_to_async(actions.receive_customer_message)(conversation.pk, body="my own message")
+    op = await receive_until(socket, lambda op: op.get("container") == f"transcript-{conversation.pk}")
+    assert "You" in op["html"]
+    await socket.disconnect()
+
+
+async def test_a_ping_from_a_deactivated_user_closes_the_socket():
+    alice = await database_sync_to_async(AgentFactory)()
+    socket = await connect("/ws/desk/", await session_cookie(alice))
+    await drain(socket)
+
+    await database_sync_to_async(type(alice).objects.filter(pk=alice.pk).update)(is_active=False)
+    await socket.send_json_to({"type": "ping"})
+
+    assert (await socket.receive_output(timeout=5))["type"] == "websocket.close"
