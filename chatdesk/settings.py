@@ -4,14 +4,40 @@ Production defaults are safe (DEBUG off, secure cookies, HSTS); the embedded mod
 DATABASE_URL / REDIS_URL / DEBUG / SECRET_KEY for a local desk.
 """
 
+import re
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import environ
+import phonenumbers
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+
+class StrictEnv(environ.Env):
+    """django-environ, but a malformed value stops start-up with ImproperlyConfigured naming the variable.
+
+    Plain django-environ raises a bare ValueError for `PORT=http` and reads `DEBUG=ture` as False.
+    """
+
+    BOOLEAN_FALSE_STRINGS = ("false", "off", "no", "n", "0", "")
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except ValueError as error:
+            raise ImproperlyConfigured(f"{var} is malformed: {error}") from None
+
+    @classmethod
+    def parse_value(cls, value, cast):
+        if cast is bool and isinstance(value, str):
+            if value.strip().lower() not in {*cls.BOOLEAN_TRUE_STRINGS, *cls.BOOLEAN_FALSE_STRINGS}:
+                raise ValueError(f"{value!r} is not true or false")
+        return super().parse_value(value, cast)
+
+
+env = StrictEnv()
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -21,6 +47,8 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 PORT = env.int("PORT", default=8000)
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("Set ALLOWED_HOSTS to the host names the desk is served on.")
 
 INSTALLED_APPS = [
     "daphne",
@@ -29,6 +57,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.humanize",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
@@ -76,8 +105,12 @@ DATABASES = {"default": env.db_url("DATABASE_URL", default="postgres://postgres@
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+if DATABASES["default"].get("ENGINE") != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must be a PostgreSQL URL, e.g. postgres://user@host/chatdesk.")
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured("REDIS_URL must be a redis://, rediss:// or unix:// URL.")
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 
@@ -85,7 +118,10 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL}],
+            # Every consumer waits in a blocking BZPOPMIN of up to 5 s (channels_redis `brpop_timeout`);
+            # redis-py 8 cuts any read at 5 s by default, which tore down idle sockets every ~5 s
+            # (channels_redis#422). The read timeout must outlast the blocking pop.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
             "capacity": 1500,
             "expiry": 30,
             # Sockets re-join their groups on every client ping, well inside this window (B10).
@@ -158,19 +194,64 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO").upper()},
 }
+if LOGGING["root"]["level"] not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL.")
 
 # --- Desk ------------------------------------------------------------------------------------------------
 # Longest message body an agent or customer may send.
 DESK_MESSAGE_MAX_LENGTH = env.int("DESK_MESSAGE_MAX_LENGTH", default=4000)
 # Region used to read phone numbers typed without a country code.
-DESK_DEFAULT_PHONE_REGION = env.str("DESK_DEFAULT_PHONE_REGION", default="ZA")
+DESK_DEFAULT_PHONE_REGION = env.str("DESK_DEFAULT_PHONE_REGION", default="ZA").upper()
+if DESK_DEFAULT_PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:
+    raise ImproperlyConfigured("DESK_DEFAULT_PHONE_REGION must be a two-letter region code such as ZA or US.")
 
 # --- Chat 2 Pay ------------------------------------------------------------------------------------------
 CHAT2PAY_CLICK_WINDOW_SECONDS = env.int("CHAT2PAY_CLICK_WINDOW_SECONDS", default=300)
 CHAT2PAY_PAY_WINDOW_SECONDS = env.int("CHAT2PAY_PAY_WINDOW_SECONDS", default=900)
-CHAT2PAY_DEFAULT_CURRENCY = env.str("CHAT2PAY_DEFAULT_CURRENCY", default="ZAR")
-for _name in ("CHAT2PAY_CLICK_WINDOW_SECONDS", "CHAT2PAY_PAY_WINDOW_SECONDS"):
+CHAT2PAY_DEFAULT_CURRENCY = env.str("CHAT2PAY_DEFAULT_CURRENCY", default="ZAR").upper()
+if not re.fullmatch(r"[A-Z]{3}", CHAT2PAY_DEFAULT_CURRENCY):
+    raise ImproperlyConfigured("CHAT2PAY_DEFAULT_CURRENCY must be an ISO 4217 code such as ZAR or USD.")
+# The gateway new requests use (payments.gateways); "sandbox" is the built-in test gateway.
+CHAT2PAY_GATEWAY = env.str("CHAT2PAY_GATEWAY", default="sandbox")
+# The largest amount one request may ask for, in the currency's major unit: a guard against typos.
+try:
+    CHAT2PAY_MAX_AMOUNT = Decimal(env.str("CHAT2PAY_MAX_AMOUNT", default="1000000"))
+except InvalidOperation:
+    raise ImproperlyConfigured("CHAT2PAY_MAX_AMOUNT must be a number, e.g. 1000000.") from None
+if not CHAT2PAY_MAX_AMOUNT.is_finite() or CHAT2PAY_MAX_AMOUNT <= 0:
+    raise ImproperlyConfigured("CHAT2PAY_MAX_AMOUNT must be a positive number.")
+# Where customers and gateways reach this desk (links in messages, webhook URLs); default: the request's host.
+CHAT2PAY_PUBLIC_BASE_URL = env.str("CHAT2PAY_PUBLIC_BASE_URL", default="")
+# The sandbox gateway's webhook signing secrets, comma-separated during a rotation (default: from SECRET_KEY),
+# and where it posts its webhooks (default: /webhooks/sandbox/ on the host the customer paid on).
+CHAT2PAY_SANDBOX_WEBHOOK_SECRETS = env.list("CHAT2PAY_SANDBOX_WEBHOOK_SECRETS", default=[])
+CHAT2PAY_SANDBOX_WEBHOOK_URL = env.str("CHAT2PAY_SANDBOX_WEBHOOK_URL", default="")
+# How old a signed webhook may be before it counts as a replay (Stripe's default tolerance).
+CHAT2PAY_WEBHOOK_TOLERANCE_SECONDS = env.int("CHAT2PAY_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# How often beat runs the expiry sweep: a card shows `expired` at most about this long after its deadline.
+CHAT2PAY_SWEEP_INTERVAL_SECONDS = env.float("CHAT2PAY_SWEEP_INTERVAL_SECONDS", default=1.0)
+if CHAT2PAY_SWEEP_INTERVAL_SECONDS <= 0:
+    raise ImproperlyConfigured("CHAT2PAY_SWEEP_INTERVAL_SECONDS must be a positive number of seconds.")
+CELERY_BEAT_SCHEDULE["chat2pay-expire-due-requests"] = {
+    "task": "payments.tasks.expire_due_payment_requests_task",
+    "schedule": CHAT2PAY_SWEEP_INTERVAL_SECONDS,
+    # A sweep queued while no worker ran is stale once one starts; the next sweep covers the same rows.
+    "options": {"expires": max(5.0, 5 * CHAT2PAY_SWEEP_INTERVAL_SECONDS)},
+}
+for _name in (
+    "CHAT2PAY_CLICK_WINDOW_SECONDS",
+    "CHAT2PAY_PAY_WINDOW_SECONDS",
+    "CHAT2PAY_WEBHOOK_TOLERANCE_SECONDS",
+    "HEARTBEAT_INTERVAL_SECONDS",
+    "HEARTBEAT_STALE_AFTER_SECONDS",
+    "SESSION_COOKIE_AGE",
+    "DESK_MESSAGE_MAX_LENGTH",
+):
     if globals()[_name] <= 0:
-        raise ImproperlyConfigured(f"{_name} must be a positive number of seconds.")
+        raise ImproperlyConfigured(f"{_name} must be a positive whole number.")
+if SECURE_HSTS_SECONDS < 0:
+    raise ImproperlyConfigured("SECURE_HSTS_SECONDS must be 0 or more.")
+if not 0 < PORT < 65536:
+    raise ImproperlyConfigured("PORT must be between 1 and 65535.")

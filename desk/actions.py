@@ -40,21 +40,22 @@ def normalize_phone(raw: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+EMPTY_MESSAGE_ERROR = "Type a message first."
+
+
 def clean_message_body(raw: str) -> str:
     """Strip a message body and check it is neither empty nor over-long (raises ValidationError)."""
     body = (raw or "").replace("\x00", "").strip()
     if not body:
-        raise ValidationError("Type a message first.")
+        raise ValidationError(EMPTY_MESSAGE_ERROR)
     if len(body) > settings.DESK_MESSAGE_MAX_LENGTH:
         raise ValidationError(f"Keep messages to {settings.DESK_MESSAGE_MAX_LENGTH} characters or fewer.")
     return body
 
 
-def _touch(conversation_id: int, **fields) -> Conversation:
-    """Bump the conversation's version and activity time (with any other fields) and return it fresh."""
-    Conversation.objects.filter(pk=conversation_id).update(
-        version=F("version") + 1, last_activity_at=timezone.now(), **fields
-    )
+def _touch(conversation_id: int) -> Conversation:
+    """Bump the conversation's version and activity time, and return it fresh."""
+    Conversation.objects.filter(pk=conversation_id).update(version=F("version") + 1, last_activity_at=timezone.now())
     return Conversation.objects.select_related("customer").get(pk=conversation_id)
 
 
@@ -142,6 +143,14 @@ def post_system_message(conversation_id: int, *, body: str, kind: str = Message.
     """A desk event shown in the transcript to both sides (e.g. a payment confirmation)."""
     conversation = Conversation.objects.select_for_update(no_key=True).get(pk=conversation_id)
     return _post_message(conversation, direction=Message.Direction.INTERNAL, body=body, kind=kind)
+
+
+@transaction.atomic
+def post_outbound_message(conversation_id: int, *, body: str, kind: str = Message.Kind.TEXT, author=None) -> Message:
+    """A message to the customer written by the desk itself (a Chat 2 Pay link, notice or confirmation),
+    whatever the conversation's status; the caller transmits it over the channel (`payments.delivery`)."""
+    conversation = Conversation.objects.select_for_update(no_key=True).get(pk=conversation_id)
+    return _post_message(conversation, direction=Message.Direction.OUTBOUND, body=body, author=author, kind=kind)
 
 
 @transaction.atomic

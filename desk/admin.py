@@ -41,6 +41,9 @@ class ConversationAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # conversations start from a channel, through desk.actions
 
+    def has_change_permission(self, request, obj=None):
+        return False  # a view page: conversations change only through desk.actions
+
     def has_delete_permission(self, request, obj=None):
         return False
 

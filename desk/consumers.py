@@ -11,10 +11,19 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 from django.template.loader import render_to_string
 
+from payments import realtime as payments_realtime
+
 from . import access, realtime
 from .models import Conversation, Message
 
 CLOSE_FORBIDDEN = 4403
+
+
+async def refuse(consumer: AsyncJsonWebsocketConsumer) -> None:
+    """Turn a socket away with 4403. It is accepted first because a refused handshake reaches the browser
+    only as code 1006, and the page must learn that retrying will not help (it shows "Signed out")."""
+    await consumer.accept()
+    await consumer.close(code=CLOSE_FORBIDDEN)
 
 
 def _conversation_ops(conversation: Conversation, *, viewer: str, user=None, with_transcript: bool) -> list[dict]:
@@ -31,8 +40,8 @@ def _conversation_ops(conversation: Conversation, *, viewer: str, user=None, wit
     return ops
 
 
-def _message_op(message: Message, *, viewer: str) -> dict:
-    html = render_to_string("desk/_message.html", {"message": message, "viewer": viewer})
+def _message_op(message: Message, *, viewer: str, user=None) -> dict:
+    html = render_to_string("desk/_message.html", {"message": message, "viewer": viewer, "user": user})
     return {"op": "upsert", "container": f"transcript-{message.conversation_id}", "html": html}
 
 
@@ -47,7 +56,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         self.groups_joined: list[str] = []
         groups = await self._groups_for_user()
         if groups is None:
-            await self.close(code=CLOSE_FORBIDDEN)
+            await refuse(self)
             return
         # Join before the snapshot so nothing that changes in between is missed.
         await self._join(groups)
@@ -62,7 +71,8 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     @database_sync_to_async
     def _groups_for_user(self) -> list[str] | None:
         user = self.user
-        if access.is_supervisor(user):
+        self.is_supervisor = access.is_supervisor(user)
+        if self.is_supervisor:
             groups = [realtime.SUPERVISORS_GROUP]
         elif access.is_agent(user):
             groups = [realtime.QUEUE_GROUP, realtime.agent_group(user.pk)]
@@ -110,7 +120,11 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
     @database_sync_to_async
     def _message_op(self, message_id: int) -> dict | None:
         message = Message.objects.select_related("author", "conversation__customer").filter(pk=message_id).first()
-        return message and _message_op(message, viewer="agent")
+        return message and _message_op(message, viewer="agent", user=self.user)
+
+    @database_sync_to_async
+    def _payment_card_op(self, payment_request_id: int) -> dict | None:
+        return payments_realtime.card_op(payment_request_id, user=self.user, viewer="agent")
 
     async def conversation_changed(self, event):
         await self.send_json({"op": "refresh", "target": "conversation-list"})
@@ -123,6 +137,17 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
         if event["conversation_id"] == self.conversation_id and (op := await self._message_op(event["message_id"])):
             await self.send_json(op)
 
+    async def payment_request_changed(self, event):
+        """A Chat 2 Pay card changed: re-render it (its version keeps a late push from rolling it back).
+        Supervisor pages re-read their transaction list (with its filters) and any open transaction."""
+        if self.is_supervisor:
+            await self.send_json({"op": "refresh", "target": "transactions"})
+            await self.send_json({"op": "refresh", "target": f"transaction-{event['payment_request_id']}-detail"})
+        if event["conversation_id"] == self.conversation_id and (
+            op := await self._payment_card_op(event["payment_request_id"])
+        ):
+            await self.send_json(op)
+
 
 class CustomerChatConsumer(AsyncJsonWebsocketConsumer):
     """The customer's own chat page, authorised by its unguessable token."""
@@ -130,7 +155,7 @@ class CustomerChatConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         self.conversation_id = await self._conversation_id()
         if self.conversation_id is None:
-            await self.close(code=CLOSE_FORBIDDEN)
+            await refuse(self)
             return
         self.group = realtime.conversation_group(self.conversation_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -171,3 +196,6 @@ class CustomerChatConsumer(AsyncJsonWebsocketConsumer):
     async def message_created(self, event):
         if op := await self._message_op(event["message_id"]):
             await self.send_json(op)
+
+    async def payment_request_changed(self, event):
+        """Nothing to redraw: the customer's transcript shows the link's text, and the pay page has its own socket."""

@@ -2,8 +2,10 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from .actions import clean_message_body, normalize_phone
+from .actions import EMPTY_MESSAGE_ERROR, clean_message_body, normalize_phone
 from .models import Conversation
+
+EMPTY_MESSAGE = {"required": EMPTY_MESSAGE_ERROR}
 
 
 class StartChatForm(forms.Form):
@@ -11,7 +13,9 @@ class StartChatForm(forms.Form):
 
     name = forms.CharField(label="Name", max_length=120)
     phone = forms.CharField(label="Phone number", max_length=32)
-    body = forms.CharField(label="Message", strip=False, widget=forms.Textarea(attrs={"rows": 3}))
+    body = forms.CharField(
+        label="Message", strip=False, error_messages=EMPTY_MESSAGE, widget=forms.Textarea(attrs={"rows": 3})
+    )
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].replace("\x00", "").strip()
@@ -32,6 +36,7 @@ class MessageForm(forms.Form):
     body = forms.CharField(
         label="Message",
         strip=False,
+        error_messages=EMPTY_MESSAGE,
         widget=forms.Textarea(attrs={"rows": 2, "maxlength": settings.DESK_MESSAGE_MAX_LENGTH}),
     )
 

@@ -78,8 +78,8 @@ class Conversation(models.Model):
         return f"conversation-{self.pk}"
 
     def transcript(self):
-        """Every message in order, with what its partial shows, in one query."""
-        return self.messages.select_related("author", "conversation__customer")
+        """Every message in order, with what its partial shows (a payment message shows its card), in one query."""
+        return self.messages.select_related("author", "conversation__customer", "payment_request")
 
 
 class Message(models.Model):

@@ -1,3 +1,17 @@
-"""Chat 2 Pay's public URLs (the customer's /pay/<token>/ pages and gateway webhooks) live here."""
+"""Chat 2 Pay's URLs: the agent's htmx endpoints under /desk/, the customer's /pay/<token>/ pages, and the
+gateway webhooks under /webhooks/<gateway>/."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+app_name = "payments"
+urlpatterns = [
+    path("desk/conversations/<int:pk>/extensions/", views.extensions, name="extensions"),
+    path("desk/conversations/<int:pk>/chat2pay/", views.send, name="send"),
+    path("desk/payments/<int:pk>/cancel/", views.cancel, name="cancel"),
+    path("pay/<str:token>/", views.pay, name="pay"),
+    path("pay/<str:token>/open/", views.open_link, name="open"),
+    path("pay/<str:token>/payment/", views.submit_payment, name="submit_payment"),
+    path("webhooks/sandbox/", views.gateway_webhook, {"gateway_name": "sandbox"}, name="sandbox_webhook"),
+]

@@ -1,26 +1,120 @@
-"""The Supervisor Desk: read-only views of every conversation (Chat 2 Pay transactions come next)."""
+"""The Supervisor Desk: read-only views of every Chat 2 Pay transaction and every conversation."""
 
-from django.shortcuts import render
+import logging
+
+from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from desk import access
 from desk.models import Conversation
+from payments.models import PaymentRequest
 
-PAGE_SIZE = 100
+from .export import csv_lines
+from .forms import SORTABLE_COLUMNS, TransactionFilterForm
+from .models import TransactionExport
+from .totals import compute_totals
+
+logger = logging.getLogger(__name__)
+PAGE_SIZE = 50
+CONVERSATIONS_PAGE_SIZE = 100
+
+
+def _transactions(request) -> tuple[TransactionFilterForm, object]:
+    form = TransactionFilterForm(request.GET or None)
+    return form, form.filter(PaymentRequest.objects.all())
+
+
+class CountedPaginator(Paginator):
+    """A paginator told its count up front: the totals have just counted the same requests."""
+
+    def __init__(self, object_list, per_page, *, count: int):
+        super().__init__(object_list, per_page)
+        self.__dict__["count"] = count
+
+
+def _page_of_requests(form: TransactionFilterForm, requests, page_number, *, count: int):
+    """One page of the list: ids first, sorted on the requests table alone (an index for the default
+    newest-first order), then the 50 rows with their customer, agent and conversation."""
+    page = CountedPaginator(form.ordered(requests).values_list("pk", flat=True), PAGE_SIZE, count=count).get_page(
+        page_number
+    )
+    ids = list(page.object_list)
+    rows = PaymentRequest.objects.select_related("customer", "agent", "conversation").in_bulk(ids)
+    page.object_list = [rows[pk] for pk in ids]
+    return page
+
+
+def _results_context(request) -> dict:
+    form, requests = _transactions(request)
+    totals = compute_totals(requests)
+    page = _page_of_requests(form, requests, request.GET.get("page"), count=totals.sent)
+    query = request.GET.copy()
+    query.pop("page", None)
+    sort_query = query.copy()
+    sort_query.pop("sort", None)
+    return {
+        "form": form,
+        "page": page,
+        "totals": totals,
+        "sort": form.sort_key,
+        "columns": SORTABLE_COLUMNS,
+        "query": query.urlencode(),
+        "sort_query": sort_query.urlencode(),
+    }
 
 
 @access.supervisor_required
 @require_GET
 def index(request):
-    conversations = Conversation.objects.select_related("customer", "assigned_agent")[:PAGE_SIZE]
-    return render(request, "supervisor/index.html", {"conversations": conversations})
+    return render(request, "supervisor/transactions.html", _results_context(request))
+
+
+@access.supervisor_required
+@require_GET
+def transaction_results(request):
+    return render(request, "supervisor/transactions.html#results", _results_context(request))
+
+
+@access.supervisor_required
+@require_GET
+def transaction_detail(request, pk: int):
+    payment_request = get_object_or_404(
+        PaymentRequest.objects.select_related("customer", "agent", "conversation"), pk=pk
+    )
+    context = {
+        "pr": payment_request,
+        "events": payment_request.events.select_related("actor_user"),
+        "exceptions": payment_request.exceptions.all(),
+    }
+    if request.htmx:
+        return render(request, "supervisor/transaction.html#detail", context)
+    return render(request, "supervisor/transaction.html", context)
+
+
+@access.supervisor_required
+@require_GET
+def export_csv(request):
+    form, requests = _transactions(request)
+    requests = form.ordered(requests)
+    export = TransactionExport.objects.create(
+        user=request.user, filters=request.GET.dict(), row_count=requests.count()
+    )
+    logger.info("Transactions export %s by %s: %s rows", export.pk, request.user.get_username(), export.row_count)
+    response = StreamingHttpResponse(csv_lines(requests), content_type="text/csv; charset=utf-8")
+    filename = f"chat2pay-transactions-{timezone.localtime():%Y%m%d-%H%M}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 @access.supervisor_required
 @require_GET
 def conversation_list(request):
-    conversations = Conversation.objects.select_related("customer", "assigned_agent")[:PAGE_SIZE]
-    return render(request, "supervisor/index.html#conversations", {"conversations": conversations})
+    conversations = Conversation.objects.select_related("customer", "assigned_agent")[:CONVERSATIONS_PAGE_SIZE]
+    template = "supervisor/conversations.html#conversations" if request.htmx else "supervisor/conversations.html"
+    return render(request, template, {"conversations": conversations})
 
 
 @access.supervisor_required

@@ -1,5 +1,7 @@
 """Factories for every app's models (one module; split per app when it grows)."""
 
+from datetime import timedelta
+
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -69,3 +71,44 @@ class MessageFactory(DjangoModelFactory):
     conversation = factory.SubFactory(ConversationFactory)
     direction = Message.Direction.INBOUND
     body = factory.Faker("sentence")
+
+
+class PaymentRequestFactory(DjangoModelFactory):
+    """A payment request in any state, for read-side tests (supervisor, admin). Tests of the lifecycle
+    itself go through `payments.actions`; this factory only lays down rows as the actions would leave them."""
+
+    class Meta:
+        model = "payments.PaymentRequest"
+
+    conversation = factory.SubFactory(ConversationFactory, status="open", assigned_agent=factory.SelfAttribute("..agent"))
+    customer = factory.SelfAttribute("conversation.customer")
+    agent = factory.SubFactory(AgentFactory)
+    message = factory.SubFactory(
+        MessageFactory,
+        conversation=factory.SelfAttribute("..conversation"),
+        direction=Message.Direction.OUTBOUND,
+        kind=Message.Kind.PAYMENT,
+        body="Payment request",
+    )
+    phone = factory.SelfAttribute("customer.phone")
+    amount = factory.Faker("pydecimal", left_digits=4, right_digits=2, positive=True, min_value=1)
+    currency = "ZAR"
+    order_number = factory.Sequence(lambda n: f"ORD-{n:05d}")
+    token_hash = factory.Sequence(lambda n: f"{n:064x}")
+    idempotency_key = factory.Sequence(lambda n: f"key-{n}")
+    status = "sent"
+    sent_at = factory.LazyFunction(timezone.now)
+    click_deadline = factory.LazyAttribute(lambda pr: pr.sent_at + timedelta(minutes=5))
+    gateway = "sandbox"
+
+
+class PaymentEventFactory(DjangoModelFactory):
+    class Meta:
+        model = "payments.PaymentEvent"
+
+    payment_request = factory.SubFactory(PaymentRequestFactory)
+    from_status = ""
+    to_status = "sent"
+    at = factory.LazyFunction(timezone.now)
+    actor_kind = "agent"
+    reason = "sent"

@@ -6,7 +6,8 @@
  *                                      data-version (late or duplicate pushes are ignored); an element that is
  *                                      not on the page yet is inserted into `container`, ordered by data-sort.
  *   {op: "replace", html}              replace the element with the same id outright (a snapshot).
- *   {op: "refresh", target}            ask htmx to re-fetch that element from the database (desk:refresh).
+ *   {op: "refresh", target}            re-read that element from the database: a list through htmx
+ *                                      (desk:refresh), the open conversation pane by reloading the page.
  * Every (re)connect starts with a snapshot from the server, so nothing missed while offline stays missing.
  */
 (function () {
@@ -71,10 +72,23 @@
     el.scrollTop = el.scrollHeight;
   }
 
+  const REFRESH_COALESCE_MS = 200;
+  const pendingRefreshes = new Map();
+
   function refresh(targetId) {
-    const target = document.getElementById(targetId);
-    if (target && window.htmx) window.htmx.trigger(target, "desk:refresh");
-    else if (targetId === "conversation-pane") window.location.reload();
+    // The open conversation has no htmx re-fetch of its own: reload the page and let the server decide
+    // what this viewer may still see (e.g. another agent has just accepted the chat).
+    if (targetId === "conversation-pane") {
+      window.location.reload();
+      return;
+    }
+    // Coalesce a burst of hints (e.g. a sweep expiring many requests) into one re-fetch per element.
+    if (!document.getElementById(targetId) || pendingRefreshes.has(targetId)) return;
+    pendingRefreshes.set(targetId, window.setTimeout(function () {
+      pendingRefreshes.delete(targetId);
+      const target = document.getElementById(targetId);
+      if (target && window.htmx) window.htmx.trigger(target, "desk:refresh");
+    }, REFRESH_COALESCE_MS));
   }
 
   function apply(message) {

@@ -1,0 +1,96 @@
+"""Supervisor Desk page times on a large data set (issue: 100k requests / 500k events, each page < 300 ms).
+
+    make manage ARGS="generate_transactions"     # once, into the database you point DATABASE_URL at
+    DATABASE_URL=... REDIS_URL=... .venv/bin/python bench/supervisor_pages.py [--rounds 20]
+
+Each page is fetched in-process through Django's test client (full middleware, templates and queries), and
+interleaved with a trivial page (the login form) as the baseline, so figures can be read as ratios on a noisy
+machine. Prints median, p95 and max per page, the query count, and the ratio of medians to the baseline.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatdesk.settings")
+os.environ.setdefault("SECRET_KEY", "bench-only")
+os.environ.setdefault("DEBUG", "true")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.urls import reverse  # noqa: E402
+
+from payments.models import PaymentRequest  # noqa: E402
+from tests.factories import SupervisorFactory  # noqa: E402
+
+
+def timed(client: Client, url: str) -> tuple[float, int]:
+    with CaptureQueriesContext(connection) as queries:
+        start = time.perf_counter()
+        response = client.get(url)
+        if hasattr(response, "streaming_content"):
+            for _ in response.streaming_content:
+                pass
+        elapsed = time.perf_counter() - start
+    assert response.status_code == 200, (url, response.status_code)
+    return elapsed * 1000, len(queries)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+
+    count = PaymentRequest.objects.count()
+    events = PaymentRequest.events.rel.related_model.objects.count()
+    supervisor = SupervisorFactory(username="bench-supervisor")
+    client = Client()
+    client.force_login(supervisor)
+    busiest = PaymentRequest.objects.order_by("-pk").values_list("agent", flat=True).first()
+    sample = PaymentRequest.objects.filter(status="paid").order_by("-pk").values_list("pk", flat=True).first()
+    pages = {
+        "baseline: login page": reverse("login"),
+        "list (newest first, totals)": reverse("supervisor:index"),
+        "list filtered by status": reverse("supervisor:index") + "?status=paid",
+        "list filtered by agent": reverse("supervisor:index") + f"?agent={busiest}",
+        "list searched by order number": reverse("supervisor:index") + "?q=BENCH-00123",
+        "list sorted by amount, page 200": reverse("supervisor:index") + "?sort=-amount&page=200",
+        "live fragment (list + totals)": reverse("supervisor:transaction_results"),
+        "transaction detail": reverse("supervisor:transaction", args=[sample]),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in pages}
+    queries: dict[str, int] = {}
+    anonymous = Client()  # the login page redirects people who are already logged in
+
+    def fetch(name: str, url: str) -> tuple[float, int]:
+        return timed(anonymous if name.startswith("baseline") else client, url)
+
+    for name, url in pages.items():  # warm caches once
+        fetch(name, url)
+    for _ in range(args.rounds):
+        for name, url in pages.items():  # interleaved: every page sees the same machine noise
+            ms, n = fetch(name, url)
+            samples[name].append(ms)
+            queries[name] = n
+    baseline = statistics.median(samples["baseline: login page"])
+    print(f"data set: {count:,} payment requests, {events:,} events; {args.rounds} rounds, interleaved")
+    print(f"{'page':36} {'median':>9} {'p95':>9} {'max':>9} {'queries':>8} {'÷ baseline':>11}")
+    for name, values in samples.items():
+        values.sort()
+        p95 = values[min(len(values) - 1, int(0.95 * len(values)))]
+        median = statistics.median(values)
+        print(f"{name:36} {median:8.1f}ms {p95:8.1f}ms {values[-1]:8.1f}ms {queries[name]:8d} {median / baseline:10.1f}x")
+
+
+if __name__ == "__main__":
+    main()

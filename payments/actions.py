@@ -1,0 +1,580 @@
+"""The only writers of Chat 2 Pay state.
+
+Every transition locks the request's row (`select_for_update(no_key=True)`), checks `lifecycle` (status table
+and the stored deadline, at the moment of the change), writes the history row in the same transaction and
+publishes on commit. So two callers at the same instant (cancel vs click, two sweeps, duplicate webhooks)
+produce exactly one outcome, and nothing is accepted after a deadline even if the sweep has not run.
+Gateway calls and channel transmissions happen outside transactions. Views, consumers, tasks and the admin
+all call these functions; lock order is always payment request first, then its conversation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from urllib.parse import urljoin
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.urls import reverse
+from django.utils import timezone
+
+from desk.actions import display_name
+from desk.models import Conversation, Message
+
+from . import delivery, lifecycle, realtime
+from .gateways import get_gateway
+from .gateways.base import EventKind, GatewayEvent
+from .lifecycle import ActorKind, Reason, Refusal, Status, Transition
+from .models import (
+    GatewayWebhookEvent,
+    PaymentEvent,
+    PaymentException,
+    PaymentRequest,
+    hash_token,
+    new_payment_token,
+)
+
+Outcome = GatewayWebhookEvent.Outcome
+DUPLICATE = "duplicate"  # a webhook event already in the inbox: answered 2xx, nothing applied
+SWEEP_BATCH_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, as the history records it."""
+
+    kind: ActorKind
+    user: object | None = None
+
+    @classmethod
+    def agent(cls, user) -> Actor:
+        return cls(ActorKind.AGENT, user)
+
+
+CUSTOMER = Actor(ActorKind.CUSTOMER)
+GATEWAY = Actor(ActorKind.GATEWAY)
+SYSTEM = Actor(ActorKind.SYSTEM)
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    """The request as it is after the attempt; `refusal` says why nothing changed."""
+
+    payment_request: PaymentRequest
+    refusal: Refusal | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.refusal is None
+
+
+@dataclass(frozen=True)
+class SendRefused(Exception):
+    """A send that may not happen (not the agent's open chat, or a live request for the order).
+
+    Nothing was written."""
+
+    message: str
+
+
+# --- Building blocks (called inside a transaction, on a row locked by the caller) ---------------------------
+
+
+def _locked_for_update(payment_request_id: int) -> PaymentRequest:
+    # NO KEY UPDATE: concurrent transitions queue here and then re-read the winner's status; rows that only
+    # reference this one (history, inbox) can still be inserted meanwhile.
+    return PaymentRequest.objects.select_for_update(no_key=True).get(pk=payment_request_id)
+
+
+def _write_event(
+    payment_request: PaymentRequest, *, from_status: str, now, actor: Actor, reason: Reason, details=None
+) -> PaymentEvent:
+    return PaymentEvent.objects.create(
+        payment_request=payment_request,
+        from_status=from_status,
+        to_status=payment_request.status,
+        at=now,
+        actor_kind=actor.kind,
+        actor_user=actor.user,
+        reason=reason,
+        details=details or {},
+    )
+
+
+def _apply(
+    payment_request: PaymentRequest,
+    transition: Transition,
+    *,
+    now,
+    actor: Actor,
+    reason: Reason,
+    details: dict | None = None,
+    publish: bool = True,
+    **changes,
+) -> None:
+    """Write an allowed transition to a locked row plus its history row; publish after commit."""
+    old = payment_request.status
+    new = lifecycle.TRANSITIONS[transition].target or old
+    changes |= {"status": new, "version": payment_request.version + 1, "updated_at": now}
+    if new != old and new in lifecycle.CLOSED_STATUSES:
+        changes["closed_at"] = now
+    for name, value in changes.items():
+        setattr(payment_request, name, value)
+    payment_request.save(update_fields=list(changes))
+    _write_event(payment_request, from_status=old, now=now, actor=actor, reason=reason, details=details)
+    if publish:
+        realtime.publish_payment_request_changed(payment_request)
+
+
+def _expire(payment_request: PaymentRequest, *, now, publish: bool = True) -> None:
+    was = payment_request.status
+    _apply(
+        payment_request,
+        Transition.EXPIRE,
+        now=now,
+        actor=SYSTEM,
+        reason=lifecycle.expiry_reason(was),
+        publish=publish,
+    )
+    if was == Status.CLICKED and payment_request.gateway_reference:
+        from .tasks import expire_gateway_checkout_task  # tasks import this module
+
+        # The gateway must stop taking money too; if it was paid first, its webhook still makes this paid.
+        expire_gateway_checkout_task.delay_on_commit(payment_request.pk)
+
+
+# --- Send ---------------------------------------------------------------------------------------------------
+
+
+def _replayed(agent, idempotency_key: str) -> PaymentRequest | None:
+    return PaymentRequest.objects.filter(agent=agent, idempotency_key=idempotency_key).first()
+
+
+def _live_order_refusal(order_number: str) -> SendRefused:
+    live = (
+        PaymentRequest.objects.filter(order_number=order_number, status__in=lifecycle.OPEN_STATUSES)
+        .select_related("agent")
+        .first()
+    )
+    if live is None:  # it closed in the meantime; the agent can simply send again
+        return SendRefused(f"Order {order_number} changed at the same moment; send again.")
+    return SendRefused(
+        lifecycle.LIVE_ORDER_REFUSAL.format(
+            order_number=order_number,
+            agent=display_name(live.agent),
+            sent_at=timezone.localtime(live.sent_at),
+        )
+    )
+
+
+@transaction.atomic
+def _create_payment_request(
+    conversation_id: int, *, agent, idempotency_key: str, order_number: str, site_url: str, **fields
+) -> tuple[PaymentRequest, bool]:
+    """The send's one transaction; returns (request, created)."""
+    # Lock the conversation: sends in one chat queue here, so a double-submitted form finds the first request.
+    conversation = Conversation.objects.select_for_update(no_key=True).get(pk=conversation_id)
+    if conversation.status != Conversation.Status.OPEN or conversation.assigned_agent_id != agent.pk:
+        raise SendRefused(lifecycle.CONVERSATION_NOT_OPEN_REFUSAL)
+    if replayed := _replayed(agent, idempotency_key):
+        return replayed, False
+    if PaymentRequest.objects.filter(order_number=order_number, status__in=lifecycle.OPEN_STATUSES).exists():
+        raise _live_order_refusal(order_number)
+    now = timezone.now()
+    token = new_payment_token()
+    amount = lifecycle.quantize(fields.pop("amount"), fields["currency"])
+    body = lifecycle.LINK_MESSAGE.format(
+        order_number=order_number,
+        amount=lifecycle.format_amount(amount, fields["currency"]),
+        url=urljoin(site_url, reverse("payments:pay", args=[token])),
+        window=lifecycle.describe_window(settings.CHAT2PAY_CLICK_WINDOW_SECONDS),
+    )
+    message = delivery.record_for_customer(conversation.pk, body, kind=Message.Kind.PAYMENT, author=agent)
+    payment_request = PaymentRequest.objects.create(
+        conversation=conversation,
+        customer_id=conversation.customer_id,
+        agent=agent,
+        message=message,
+        amount=amount,
+        order_number=order_number,
+        token_hash=hash_token(token),
+        idempotency_key=idempotency_key,
+        sent_at=now,
+        click_deadline=lifecycle.click_deadline(now),
+        gateway=settings.CHAT2PAY_GATEWAY,
+        **fields,
+    )
+    _write_event(payment_request, from_status="", now=now, actor=Actor.agent(agent), reason=Reason.SENT)
+    realtime.publish_payment_request_changed(payment_request)
+    return payment_request, True
+
+
+def send_payment_request(
+    conversation_id: int,
+    *,
+    agent,
+    phone: str,
+    amount: Decimal,
+    currency: str,
+    order_number: str,
+    description: str,
+    idempotency_key: str,
+    site_url: str,
+) -> PaymentRequest:
+    """Send a request validated by `forms.PaymentRequestForm`: its card and link message go into the chat
+    and the link is transmitted over the conversation's channel (`failed` if the channel refuses it).
+
+    Replaying an idempotency key returns the first request. Raises SendRefused when the chat is not the
+    agent's own open one, or when the order number already has a live request (named in the message).
+    """
+    if replayed := _replayed(agent, idempotency_key):
+        return replayed
+    # An overdue request the sweep has not reached yet must not block a new link for its order.
+    for overdue_id in PaymentRequest.objects.filter(
+        order_number=order_number, status__in=lifecycle.OPEN_STATUSES
+    ).values_list("pk", flat=True):
+        expire_payment_request(overdue_id)
+    try:
+        payment_request, created = _create_payment_request(
+            conversation_id,
+            agent=agent,
+            idempotency_key=idempotency_key,
+            order_number=order_number,
+            site_url=site_url,
+            phone=phone,
+            amount=amount,
+            currency=currency,
+            description=description,
+        )
+    except IntegrityError:
+        # A concurrent send won on a unique constraint: the same form (idempotency) or the same order.
+        if replayed := _replayed(agent, idempotency_key):
+            return replayed
+        raise _live_order_refusal(order_number) from None
+    if created:
+        try:
+            delivery.transmit(payment_request.message)
+        except delivery.DeliveryFailed as failure:
+            return mark_failed(payment_request.pk, reason=str(failure)).payment_request
+    return payment_request
+
+
+# --- Transitions --------------------------------------------------------------------------------------------
+
+
+def register_click(payment_request_id: int) -> TransitionResult:
+    """The customer's browser opened the link (the page's own POST, never a GET): start the pay window."""
+    with transaction.atomic(durable=True):
+        payment_request = _locked_for_update(payment_request_id)
+        now = timezone.now()
+        if refusal := payment_request.refusal(Transition.CLICK, now):
+            return TransitionResult(payment_request, refusal)
+        _apply(
+            payment_request,
+            Transition.CLICK,
+            now=now,
+            actor=CUSTOMER,
+            reason=Reason.CLICKED,
+            clicked_at=now,
+            pay_deadline=lifecycle.pay_deadline(now),
+        )
+    return TransitionResult(payment_request)
+
+
+def open_checkout(payment_request: PaymentRequest) -> PaymentRequest:
+    """Give a clicked request its gateway checkout, once. The gateway call runs outside any transaction and
+    is idempotent per request, so a refreshed page or a retried click reuses the same checkout."""
+    if payment_request.effective_status() != Status.CLICKED or payment_request.gateway_reference:
+        return payment_request
+    checkout = get_gateway(payment_request.gateway).create_checkout(payment_request)
+    with transaction.atomic(durable=True):
+        attached = PaymentRequest.objects.filter(pk=payment_request.pk, gateway_reference="").update(
+            gateway_reference=checkout.reference, version=F("version") + 1, updated_at=timezone.now()
+        )
+        payment_request = PaymentRequest.objects.get(pk=payment_request.pk)
+        if attached:
+            realtime.publish_payment_request_changed(payment_request)  # the pay page now shows the form
+    return payment_request
+
+
+def record_payment_attempt(payment_request_id: int, *, payment_method: dict) -> TransitionResult:
+    """The customer submitted the gateway's form: allowed only while clicked and before the pay deadline.
+
+    Its time is what makes a payment confirmed after the deadline still `paid`.
+    """
+    with transaction.atomic(durable=True):
+        payment_request = _locked_for_update(payment_request_id)
+        now = timezone.now()
+        if refusal := payment_request.refusal(Transition.START_PAYMENT, now):
+            return TransitionResult(payment_request, refusal)
+        _apply(
+            payment_request,
+            Transition.START_PAYMENT,
+            now=now,
+            actor=CUSTOMER,
+            reason=Reason.PAYMENT_STARTED,
+            details={"payment_method": payment_method},
+            payment_started_at=now,
+            payment_attempts=payment_request.payment_attempts + 1,
+            last_decline="",
+        )
+    return TransitionResult(payment_request)
+
+
+def cancel_payment_request(payment_request_id: int, *, agent) -> TransitionResult:
+    """The agent cancels a link the customer has not opened; the customer gets the exact cancel notice.
+
+    Refused (nothing changes) once clicked or paid, when already canceled, and at or after the deadline.
+    """
+    with transaction.atomic(durable=True):
+        payment_request = _locked_for_update(payment_request_id)
+        now = timezone.now()
+        if refusal := payment_request.refusal(Transition.CANCEL, now):
+            return TransitionResult(payment_request, refusal)
+        _apply(payment_request, Transition.CANCEL, now=now, actor=Actor.agent(agent), reason=Reason.CANCELED)
+        delivery.notify_customer(
+            payment_request.conversation_id,
+            lifecycle.CANCEL_NOTICE.format(order_number=payment_request.order_number),
+            author=agent,
+        )
+    return TransitionResult(payment_request)
+
+
+def expire_payment_request(payment_request_id: int) -> TransitionResult:
+    """Expire one request whose window has run out (refused before its deadline)."""
+    with transaction.atomic(durable=True):
+        payment_request = _locked_for_update(payment_request_id)
+        now = timezone.now()
+        if refusal := payment_request.refusal(Transition.EXPIRE, now):
+            return TransitionResult(payment_request, refusal)
+        _expire(payment_request, now=now)
+    return TransitionResult(payment_request)
+
+
+def expire_due_payment_requests(*, batch_size: int = SWEEP_BATCH_SIZE) -> int:
+    """Expire every request past its deadline, in batches; returns how many. Safe to run concurrently.
+
+    Each batch locks its rows with SKIP LOCKED, so parallel sweeps share the work and never expire a row
+    twice; a row busy in another transition is skipped and picked up by the next sweep.
+    """
+    expired = 0
+    while True:
+        with transaction.atomic(durable=True):
+            now = timezone.now()
+            due = PaymentRequest.objects.select_for_update(no_key=True, skip_locked=True)
+            batch = list(
+                due.filter(status=Status.SENT, click_deadline__lte=now).order_by("click_deadline")[
+                    :batch_size
+                ]
+            )
+            batch += due.filter(status=Status.CLICKED, pay_deadline__lte=now).order_by("pay_deadline")[
+                : batch_size - len(batch)
+            ]
+            for payment_request in batch:
+                _expire(payment_request, now=now, publish=False)
+            realtime.publish_payment_requests_changed(batch)
+        expired += len(batch)
+        if len(batch) < batch_size:
+            return expired
+
+
+def mark_failed(payment_request_id: int, *, reason: str) -> TransitionResult:
+    """The channel refused the link outright: the request is `failed` and takes no clicks or money."""
+    with transaction.atomic(durable=True):
+        payment_request = _locked_for_update(payment_request_id)
+        now = timezone.now()
+        if refusal := payment_request.refusal(Transition.FAIL, now):
+            return TransitionResult(payment_request, refusal)
+        _apply(
+            payment_request,
+            Transition.FAIL,
+            now=now,
+            actor=SYSTEM,
+            reason=Reason.DELIVERY_FAILED,
+            details={"error": reason},
+            failure_reason=reason[:200],
+        )
+    return TransitionResult(payment_request)
+
+
+# --- Gateway results ----------------------------------------------------------------------------------------
+
+
+def record_gateway_event(gateway_name: str, event: GatewayEvent) -> str:
+    """Apply a verified gateway event exactly once and return its outcome (or DUPLICATE).
+
+    The inbox row, unique per (gateway, event id), is inserted in the same transaction as the event's effect:
+    a duplicate, even a concurrent one, fails on that constraint and changes nothing. Events are forward-only:
+    a decline arriving after the payment is ignored, never a downgrade.
+    """
+    reference = event.client_reference
+    with transaction.atomic(durable=True):
+        # Lock first: the events of one request apply one at a time.
+        payment_request = (
+            PaymentRequest.objects.select_for_update(no_key=True)
+            .filter(pk=int(reference), gateway=gateway_name)
+            .first()
+            if reference.isdigit() and len(reference) < 19  # a bigint, or certainly not ours
+            else None
+        )
+        try:
+            with transaction.atomic():
+                inbox = GatewayWebhookEvent.objects.create(
+                    gateway=gateway_name,
+                    event_id=event.event_id,
+                    event_type=event.type,
+                    payment_request=payment_request,
+                    outcome=Outcome.UNMATCHED,
+                    payload=event.payload,
+                )
+        except IntegrityError:
+            return DUPLICATE
+        if payment_request is None:
+            return Outcome.UNMATCHED
+        now = timezone.now()
+        if event.kind == EventKind.PAYMENT_SUCCEEDED:
+            outcome = mark_paid(payment_request, event, inbox=inbox, now=now)
+        elif event.kind == EventKind.PAYMENT_FAILED:
+            outcome = record_payment_declined(payment_request, event, now=now)
+        else:
+            outcome = Outcome.IGNORED
+        inbox.outcome = outcome
+        inbox.save(update_fields=["outcome"])
+    return outcome
+
+
+def mark_paid(
+    payment_request: PaymentRequest, event: GatewayEvent, *, inbox: GatewayWebhookEvent, now
+) -> str:
+    """The gateway confirmed money (call only from `record_gateway_event`, which holds the row lock).
+
+    Paid if the customer opened the link and started paying before the pay deadline, even if the request
+    expired meanwhile. Money that cannot be a payment (closed request, wrong amount, second payment) is
+    recorded as a PaymentException for supervisors: never dropped, never silently paid.
+    """
+    if event.amount != payment_request.amount or event.currency != payment_request.currency:
+        return _record_exception(
+            payment_request, event, inbox=inbox, now=now, kind=PaymentException.Kind.AMOUNT_MISMATCH
+        )
+    if payment_request.status == Status.PAID:
+        return _record_exception(
+            payment_request, event, inbox=inbox, now=now, kind=PaymentException.Kind.DUPLICATE
+        )
+    in_time = event.started_at is not None and lifecycle.payment_started_in_time(
+        clicked_at=payment_request.clicked_at,
+        pay_deadline=payment_request.pay_deadline,
+        started_at=event.started_at,
+    )
+    if payment_request.refusal(Transition.PAY, now) is not None or not in_time:
+        return _record_exception(
+            payment_request, event, inbox=inbox, now=now, kind=PaymentException.Kind.LATE
+        )
+    _apply(
+        payment_request,
+        Transition.PAY,
+        now=now,
+        actor=GATEWAY,
+        reason=Reason.PAID,
+        details={
+            "payment": event.payment_reference,
+            "started_at": event.started_at.isoformat(),
+            "card": dict(event.card),
+        },
+        paid_at=now,
+    )
+    delivery.notify_customer(
+        payment_request.conversation_id,
+        lifecycle.PAYMENT_CONFIRMATION.format(
+            order_number=payment_request.order_number, amount=payment_request.display_amount
+        ),
+    )
+    return Outcome.APPLIED
+
+
+_EXCEPTION_REASONS = {
+    PaymentException.Kind.LATE: Reason.LATE_PAYMENT,
+    PaymentException.Kind.AMOUNT_MISMATCH: Reason.AMOUNT_MISMATCH,
+    PaymentException.Kind.DUPLICATE: Reason.DUPLICATE_PAYMENT,
+}
+
+
+def _record_exception(
+    payment_request: PaymentRequest, event: GatewayEvent, *, inbox: GatewayWebhookEvent, now, kind: str
+) -> str:
+    PaymentException.objects.create(
+        payment_request=payment_request,
+        kind=kind,
+        amount=event.amount,
+        currency=event.currency,
+        gateway=payment_request.gateway,
+        gateway_reference=event.payment_reference,
+        webhook_event=inbox,
+    )
+    # The status stays; the history and the card say that money arrived and needs a decision.
+    payment_request.version += 1
+    payment_request.save(update_fields=["version", "updated_at"])
+    _write_event(
+        payment_request,
+        from_status=payment_request.status,
+        now=now,
+        actor=GATEWAY,
+        reason=_EXCEPTION_REASONS[kind],
+        details={"payment": event.payment_reference, "amount": str(event.amount), "currency": event.currency},
+    )
+    realtime.publish_payment_request_changed(payment_request)
+    return Outcome.EXCEPTION
+
+
+def record_payment_declined(payment_request: PaymentRequest, event: GatewayEvent, *, now) -> str:
+    """The gateway declined an attempt (call only from `record_gateway_event`): the customer may retry
+    within the window, and the agent's card shows why."""
+    if payment_request.refusal(Transition.DECLINE, now) is not None:
+        return Outcome.IGNORED
+    _apply(
+        payment_request,
+        Transition.DECLINE,
+        now=now,
+        actor=GATEWAY,
+        reason=Reason.PAYMENT_DECLINED,
+        details={"message": event.failure_message, "card": dict(event.card)},
+        last_decline=event.failure_message[:200],
+    )
+    return Outcome.APPLIED
+
+
+def refund_payment_exception(exception_id: int, *, by) -> PaymentException:
+    """Return money that did not become a payment. The gateway call runs outside any transaction with a key
+    derived from the exception, so a retry after a timeout refunds once."""
+    exception = PaymentException.objects.select_related("payment_request").get(pk=exception_id)
+    if exception.resolution != PaymentException.Resolution.OPEN:
+        return exception
+    refund_reference = get_gateway(exception.gateway).refund(
+        exception.gateway_reference,
+        exception.amount,
+        exception.currency,
+        idempotency_key=f"payment-exception-{exception.pk}",
+    )
+    with transaction.atomic(durable=True):
+        payment_request = _locked_for_update(exception.payment_request_id)
+        now = timezone.now()
+        resolved = PaymentException.objects.filter(
+            pk=exception.pk, resolution=PaymentException.Resolution.OPEN
+        ).update(
+            resolution=PaymentException.Resolution.REFUNDED,
+            refund_reference=refund_reference,
+            resolved_at=now,
+            resolved_by=by,
+        )
+        if resolved:
+            _write_event(
+                payment_request,
+                from_status=payment_request.status,
+                now=now,
+                actor=Actor(ActorKind.STAFF, by),
+                reason=Reason.REFUNDED,
+                details={"exception": exception.pk, "refund": refund_reference},
+            )
+    exception.refresh_from_db()
+    return exception

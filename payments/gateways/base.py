@@ -1,0 +1,102 @@
+"""What Chat 2 Pay needs from a payment gateway. Every gateway call happens outside database transactions.
+
+The domain never learns a payment's result from a browser: results arrive as signed webhooks, are parsed
+and verified here into a `GatewayEvent`, and applied by `payments.actions.record_gateway_event`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from django import forms
+
+    from payments.models import PaymentRequest
+
+
+class InvalidWebhook(Exception):
+    """Bad signature, stale timestamp or malformed body: answer 400 and change nothing."""
+
+
+class GatewayError(Exception):
+    """The gateway could not do what was asked (timeout, refusal); safe to retry with the same request."""
+
+
+class EventKind(enum.StrEnum):
+    PAYMENT_SUCCEEDED = "payment.succeeded"
+    PAYMENT_FAILED = "payment.failed"
+    OTHER = "other"  # stored in the inbox, no effect
+
+
+class CheckoutState(enum.StrEnum):
+    OPEN = "open"
+    COMPLETE = "complete"
+    EXPIRED = "expired"
+
+
+class PaymentOutcome(enum.StrEnum):
+    """What the customer sees right after submitting the gateway's form (the webhook decides the status)."""
+
+    APPROVED = "approved"
+    DECLINED = "declined"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class Checkout:
+    reference: str
+
+
+@dataclass(frozen=True)
+class PaymentStart:
+    outcome: PaymentOutcome
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class GatewayEvent:
+    """A verified webhook event, in the domain's words. `started_at` is the gateway's clock (B3)."""
+
+    event_id: str
+    kind: EventKind
+    type: str
+    client_reference: str
+    payment_reference: str = ""
+    amount: Decimal | None = None
+    currency: str = ""
+    started_at: datetime | None = None
+    failure_message: str = ""
+    card: Mapping[str, str] = field(default_factory=dict)
+    payload: Mapping = field(default_factory=dict)
+
+
+class Gateway(Protocol):
+    """One payment gateway. Implementations must make create/expire/refund idempotent per request."""
+
+    name: str
+    # Template of the gateway's part of /pay/<token>/ (its payment form), given `form` and `payment_request`.
+    checkout_template: str
+
+    def create_checkout(self, payment_request: PaymentRequest) -> Checkout:
+        """Open (or return the already open) checkout for a clicked request, closing at its pay deadline."""
+
+    def payment_form(self, data: Mapping | None = None) -> forms.Form:
+        """The fields the customer fills in on the pay page (none for redirecting gateways). Once valid,
+        its `summary()` returns what may be stored about the payment method (card brand, last four digits)."""
+
+    def start_payment(self, checkout_reference: str, form: forms.Form, *, site_url: str) -> PaymentStart:
+        """Submit the customer's payment; the final result arrives later as a webhook."""
+
+    def expire_checkout(self, checkout_reference: str) -> CheckoutState:
+        """Close a checkout so it takes no more money; COMPLETE means it was paid first (so not an expiry)."""
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> GatewayEvent:
+        """Verify the signature over the raw body before reading it; else raise InvalidWebhook."""
+
+    def refund(self, payment_reference: str, amount: Decimal, currency: str, *, idempotency_key: str) -> str:
+        """Return money to the customer; returns the gateway's refund reference. Raises GatewayError."""

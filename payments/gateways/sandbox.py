@@ -1,0 +1,279 @@
+"""The built-in sandbox gateway: test cards, a hosted card form, and Stripe-style signed webhooks.
+
+It behaves like a real gateway from the domain's point of view: it keeps its own checkout records
+(`SandboxCheckout`), decides a card's fate, and reports the result only through a signed webhook to
+`/webhooks/sandbox/`, delivered by a Celery task with retries. Card numbers are never stored or logged:
+the webhook carries the brand and last four digits only.
+
+Test cards: 4242 4242 4242 4242 succeeds, 4000 0000 0000 0002 is declined, 4000 0000 0000 9995 fails with
+insufficient funds; any other number that passes the Luhn check succeeds.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+import urllib.request
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from urllib.parse import urljoin
+
+from django import forms
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+from payments import lifecycle
+from payments.models import PaymentRequest, SandboxCheckout
+
+from .base import (
+    Checkout,
+    CheckoutState,
+    EventKind,
+    GatewayEvent,
+    InvalidWebhook,
+    PaymentOutcome,
+    PaymentStart,
+)
+
+SIGNATURE_HEADER = "Sandbox-Signature"
+DECLINES = {
+    "4000000000000002": ("card_declined", "Your card was declined. Try another card."),
+    "4000000000009995": ("insufficient_funds", "Your card has insufficient funds. Try another card."),
+}
+
+
+def webhook_secrets() -> list[str]:
+    """Secrets accepted on incoming webhooks (several during a rotation); the first one signs."""
+    return settings.CHAT2PAY_SANDBOX_WEBHOOK_SECRETS or [
+        salted_hmac("payments.gateways.sandbox", "webhook-signing", algorithm="sha256").hexdigest()
+    ]
+
+
+def _mac(secret: str, timestamp: int, body: bytes) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def sign(body: bytes, *, timestamp: int | None = None, secret: str | None = None) -> str:
+    """The signature header value for `body`, in Stripe's format `t=<unix time>,v1=<hex HMAC-SHA256>`."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    return f"t={timestamp},v1={_mac(secret or webhook_secrets()[0], timestamp, body)}"
+
+
+def verify(body: bytes, header: str | None) -> None:
+    """Check the signature over the raw bytes and the timestamp's age (replays); raise InvalidWebhook."""
+    if not header:
+        raise InvalidWebhook("missing signature")
+    timestamps, signatures = [], []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t":
+            timestamps.append(value)
+        elif key == "v1":
+            signatures.append(value)
+    if len(timestamps) != 1 or not timestamps[0].isdigit() or not signatures:
+        raise InvalidWebhook("malformed signature header")
+    timestamp = int(timestamps[0])
+    if abs(time.time() - timestamp) > settings.CHAT2PAY_WEBHOOK_TOLERANCE_SECONDS:
+        raise InvalidWebhook("timestamp outside the tolerance")
+    expected = [_mac(secret, timestamp, body) for secret in webhook_secrets()]
+    if not any(hmac.compare_digest(mac, given) for mac in expected for given in signatures):
+        raise InvalidWebhook("signature mismatch")
+
+
+def post_webhook(url: str, body: str) -> None:
+    """Deliver one event to the merchant, signed now (so a retry carries a fresh timestamp)."""
+    data = body.encode()
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method="POST",
+        headers={"Content-Type": "application/json", SIGNATURE_HEADER: sign(data)},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # non-2xx raises HTTPError (an OSError)
+        response.read()
+
+
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if index % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def _brand(digits: str) -> str:
+    if digits.startswith("4"):
+        return "visa"
+    if re.match(r"5[1-5]|2[2-7]", digits):
+        return "mastercard"
+    if re.match(r"3[47]", digits):
+        return "amex"
+    return "card"
+
+
+class UnechoedInput(forms.TextInput):
+    """A text input that never writes a typed value back into the page (card number, CVC)."""
+
+    def format_value(self, value) -> None:
+        return None
+
+
+class SandboxCardForm(forms.Form):
+    """The sandbox's hosted card form. Its data never reaches a model, a log or a webhook in full."""
+
+    card_number = forms.CharField(
+        label="Card number",
+        max_length=23,
+        widget=UnechoedInput(
+            attrs={"inputmode": "numeric", "autocomplete": "cc-number", "placeholder": "4242 4242 4242 4242"}
+        ),
+    )
+    expiry = forms.CharField(
+        label="Expiry",
+        max_length=7,
+        widget=forms.TextInput(attrs={"autocomplete": "cc-exp", "placeholder": "MM/YY"}),
+    )
+    cvc = forms.CharField(
+        label="CVC",
+        max_length=4,
+        widget=UnechoedInput(attrs={"inputmode": "numeric", "autocomplete": "cc-csc"}),
+    )
+
+    def clean_card_number(self) -> str:
+        digits = re.sub(r"[\s-]", "", self.cleaned_data["card_number"])
+        if not digits.isdigit() or not 12 <= len(digits) <= 19 or not _luhn_valid(digits):
+            raise forms.ValidationError("Your card number is invalid.")
+        return digits
+
+    def clean_expiry(self) -> date:
+        match = re.fullmatch(r"(\d{1,2})\s*/\s*(\d{2}|\d{4})", self.cleaned_data["expiry"].strip())
+        if not match or not 1 <= int(match[1]) <= 12:
+            raise forms.ValidationError("Enter the expiry date as MM/YY.")
+        year = int(match[2]) + (2000 if len(match[2]) == 2 else 0)
+        last_day = date(year, int(match[1]), calendar.monthrange(year, int(match[1]))[1])
+        if last_day < timezone.localdate():
+            raise forms.ValidationError("Your card has expired.")
+        return last_day
+
+    def clean_cvc(self) -> str:
+        if not re.fullmatch(r"\d{3,4}", self.cleaned_data["cvc"].strip()):
+            raise forms.ValidationError("Your card's security code is invalid.")
+        return self.cleaned_data["cvc"].strip()
+
+    def summary(self) -> dict[str, str]:
+        """What may be kept about the card: brand and last four digits."""
+        digits = self.cleaned_data["card_number"]
+        return {"brand": _brand(digits), "last4": digits[-4:]}
+
+
+class SandboxGateway:
+    name = "sandbox"
+    checkout_template = "payments/gateways/sandbox_form.html"
+
+    def create_checkout(self, payment_request: PaymentRequest) -> Checkout:
+        # Keyed by our request id: a second call (refreshed page, retried click) returns the same checkout.
+        checkout, _ = SandboxCheckout.objects.get_or_create(
+            client_reference=str(payment_request.pk),
+            defaults={
+                "reference": f"cs_sbx_{secrets.token_hex(12)}",
+                "amount": payment_request.amount,
+                "currency": payment_request.currency,
+                "expires_at": payment_request.pay_deadline,
+            },
+        )
+        return Checkout(reference=checkout.reference)
+
+    def payment_form(self, data: Mapping | None = None) -> SandboxCardForm:
+        return SandboxCardForm(data)
+
+    def start_payment(self, checkout_reference: str, form: SandboxCardForm, *, site_url: str) -> PaymentStart:
+        from payments.tasks import deliver_sandbox_webhook_task  # the task module imports the gateways
+
+        now = timezone.now()
+        decline = DECLINES.get(form.cleaned_data["card_number"])
+        with transaction.atomic():
+            # Lock the checkout: two tabs paying at once charge it once.
+            checkout = (
+                SandboxCheckout.objects.select_for_update(no_key=True)
+                .filter(reference=checkout_reference)
+                .first()
+            )
+            if checkout is None or checkout.state != SandboxCheckout.State.OPEN or now >= checkout.expires_at:
+                return PaymentStart(PaymentOutcome.CLOSED, "This checkout is closed.")
+            if decline is None:
+                checkout.state = SandboxCheckout.State.COMPLETE
+                checkout.completed_at = now
+                checkout.save(update_fields=["state", "completed_at"])
+            event = {
+                "id": f"evt_sbx_{secrets.token_hex(12)}",
+                "type": EventKind.PAYMENT_FAILED if decline else EventKind.PAYMENT_SUCCEEDED,
+                "created": int(now.timestamp()),
+                "data": {
+                    "checkout": checkout.reference,
+                    "client_reference": checkout.client_reference,
+                    "payment": f"pay_sbx_{secrets.token_hex(12)}",
+                    "amount": str(lifecycle.quantize(checkout.amount, checkout.currency)),
+                    "currency": checkout.currency,
+                    "started_at": now.isoformat(),
+                    "card": form.summary(),
+                    "failure_code": decline[0] if decline else "",
+                    "failure_message": decline[1] if decline else "",
+                },
+            }
+            url = settings.CHAT2PAY_SANDBOX_WEBHOOK_URL or urljoin(
+                site_url, reverse("payments:sandbox_webhook")
+            )
+            deliver_sandbox_webhook_task.delay_on_commit(url, json.dumps(event))
+        if decline:
+            return PaymentStart(PaymentOutcome.DECLINED, decline[1])
+        return PaymentStart(PaymentOutcome.APPROVED)
+
+    def expire_checkout(self, checkout_reference: str) -> CheckoutState:
+        SandboxCheckout.objects.filter(reference=checkout_reference, state=SandboxCheckout.State.OPEN).update(
+            state=SandboxCheckout.State.EXPIRED
+        )
+        return CheckoutState(
+            SandboxCheckout.objects.values_list("state", flat=True).get(reference=checkout_reference)
+        )
+
+    def parse_webhook(self, body: bytes, headers: Mapping[str, str]) -> GatewayEvent:
+        verify(body, headers.get(SIGNATURE_HEADER))
+        try:
+            payload = json.loads(body)
+            data = payload["data"]
+            started_at = datetime.fromisoformat(data["started_at"])
+            if started_at.tzinfo is None:
+                raise ValueError("started_at has no time zone")
+            kind = EventKind(payload["type"]) if payload["type"] in set(EventKind) else EventKind.OTHER
+            return GatewayEvent(
+                event_id=str(payload["id"]),
+                kind=kind,
+                type=str(payload["type"]),
+                client_reference=str(data["client_reference"]),
+                payment_reference=str(data.get("payment", "")),
+                amount=Decimal(data["amount"]),
+                currency=str(data["currency"]),
+                started_at=started_at,
+                failure_message=str(data.get("failure_message", "")),
+                card={
+                    key: str(value)
+                    for key, value in (data.get("card") or {}).items()
+                    if key in {"brand", "last4"}
+                },
+                payload=payload,
+            )
+        except (ValueError, KeyError, TypeError, InvalidOperation) as error:
+            raise InvalidWebhook(f"malformed event: {error!r}") from None
+
+    def refund(self, payment_reference: str, amount: Decimal, currency: str, *, idempotency_key: str) -> str:
+        # The same key always names the same refund, as a real gateway's idempotency keys do.
+        return "re_sbx_" + hashlib.sha256(f"{idempotency_key}:{payment_reference}".encode()).hexdigest()[:24]

@@ -1,0 +1,101 @@
+"""Live pushes for payment requests: one typed hint per change, sent only after the transaction commits.
+
+The hint goes to every page that can show the request: the conversation's pages (every agent tab and the
+supervisor's transcript), the supervisors' desks, and the customer's own /pay/<token>/ page. Consumers re-read
+the row and render the same partials the pages use (`card_op`, `pay_page_op`), so a late, duplicate or
+reordered hint is harmless: each element carries the request's version and the browser keeps the newest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.template.loader import render_to_string
+
+from desk import realtime as desk_realtime
+
+from . import lifecycle
+from .gateways import get_gateway
+from .models import BusinessProfile, PaymentRequest
+
+EVENT_TYPE = "payment.request_changed"
+
+
+def pay_page_group(payment_request_id: int) -> str:
+    return f"payments.request.{payment_request_id}"
+
+
+def _groups_and_event(payment_request: PaymentRequest) -> tuple[list[str], dict]:
+    groups = [
+        desk_realtime.conversation_group(payment_request.conversation_id),
+        desk_realtime.SUPERVISORS_GROUP,
+        pay_page_group(payment_request.pk),
+    ]
+    event = {
+        "type": EVENT_TYPE,
+        "payment_request_id": payment_request.pk,
+        "conversation_id": payment_request.conversation_id,
+    }
+    return groups, event
+
+
+def publish_payment_request_changed(payment_request: PaymentRequest) -> None:
+    """Tell every page showing this request to re-read it, once the surrounding transaction commits."""
+    desk_realtime.publish_on_commit(*_groups_and_event(payment_request))
+
+
+def publish_payment_requests_changed(payment_requests: Iterable[PaymentRequest]) -> None:
+    """The same for a batch (the expiry sweep): one commit hook and one event loop for all of them."""
+    messages = [_groups_and_event(payment_request) for payment_request in payment_requests]
+    if not messages:
+        return
+
+    def send_all_rollback_unsafe() -> None:
+        layer = get_channel_layer()
+
+        async def send() -> None:
+            for groups, event in messages:
+                for group in groups:
+                    await layer.group_send(group, event)
+
+        async_to_sync(send)()
+
+    transaction.on_commit(send_all_rollback_unsafe, robust=True)
+
+
+# --- Rendering shared by pages, htmx responses and consumers (sync; consumers use database_sync_to_async) ---
+
+
+def card_op(payment_request_id: int, *, user, viewer: str) -> dict | None:
+    """An upsert of the payment card as `user` sees it, or None if the request is gone."""
+    payment_request = PaymentRequest.objects.filter(pk=payment_request_id).first()
+    if payment_request is None:
+        return None
+    html = render_to_string(
+        "payments/_card.html#card", {"payment_request": payment_request, "user": user, "viewer": viewer}
+    )
+    return {"op": "upsert", "html": html}
+
+
+def pay_page_op(payment_request_id: int, *, token: str) -> dict:
+    """An upsert of the customer's pay page section (status, time left, payment form)."""
+    payment_request = PaymentRequest.objects.get(pk=payment_request_id)
+    context = pay_page_context(payment_request, token=token)
+    return {"op": "upsert", "html": render_to_string("payments/pay.html#payment", context)}
+
+
+def pay_page_context(payment_request: PaymentRequest | None, *, token: str, **extra) -> dict:
+    """What /pay/<token>/ renders, for the page, its htmx responses and its websocket alike."""
+    context = {"payment_request": payment_request, "token": token, "profile": BusinessProfile.load(), **extra}
+    if payment_request is not None:
+        state = payment_request.effective_status()
+        context["state"] = state
+        context["closed_text"] = lifecycle.CLOSED_PAGE_TEXT.get(state)
+        if state == "clicked" and payment_request.gateway_reference:
+            gateway = get_gateway(payment_request.gateway)
+            context.setdefault("form", gateway.payment_form())
+            context["checkout_template"] = gateway.checkout_template
+    return context

@@ -1,0 +1,178 @@
+"""/webhooks/sandbox/: signed like Stripe, verified before the body is read, applied exactly once."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.utils import timezone
+
+from desk.models import Message
+from payments import actions
+from payments.gateways import sandbox
+from payments.lifecycle import Status
+from payments.models import GatewayWebhookEvent, PaymentException
+from tests.payments.conftest import post_webhook, reload, sandbox_event, send
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def clicked(alice, alices_conversation):
+    """A request the customer opened (so the pay window runs)."""
+    payment_request = send(alices_conversation, alice)
+    actions.register_click(payment_request.pk)
+    return reload(payment_request)
+
+
+class TestSignatures:
+    def test_a_good_signature_is_accepted(self, client, clicked):
+        response = post_webhook(client, sandbox_event(clicked))
+        assert response.status_code == 200
+        assert response.json() == {"received": True, "outcome": "applied"}
+        assert reload(clicked).status == Status.PAID
+
+    @pytest.mark.parametrize(
+        "signature",
+        [
+            "",
+            "garbage",
+            "t=abc,v1=00",
+            "v1=" + "0" * 64,
+            f"t={int(time.time())}",
+            f"t={int(time.time())},v1={'0' * 64}",
+        ],
+    )
+    def test_a_missing_or_wrong_signature_is_400_and_changes_nothing(self, client, clicked, signature):
+        response = post_webhook(client, sandbox_event(clicked), signature=signature)
+        assert response.status_code == 400
+        assert reload(clicked).status == Status.CLICKED
+        assert not GatewayWebhookEvent.objects.exists()
+
+    def test_a_tampered_body_is_400(self, client, clicked):
+        body = sandbox_event(clicked)
+        signature = sandbox.sign(body)
+        response = post_webhook(
+            client, body.replace(b'"payment.succeeded"', b'"payment.succeeded" '), signature=signature
+        )
+        assert response.status_code == 400
+        assert reload(clicked).status == Status.CLICKED
+
+    def test_a_body_signed_with_another_secret_is_400(self, client, clicked):
+        body = sandbox_event(clicked)
+        assert post_webhook(client, body, signature=sandbox.sign(body, secret="not-ours")).status_code == 400
+
+    @pytest.mark.parametrize(("age", "accepted"), [(0, True), (299, True), (301, False), (-301, False)])
+    def test_an_old_signature_is_a_replay(self, client, clicked, age, accepted):
+        body = sandbox_event(clicked)
+        signature = sandbox.sign(body, timestamp=int(time.time()) - age)
+        assert post_webhook(client, body, signature=signature).status_code == (200 if accepted else 400)
+
+    def test_during_a_secret_rotation_both_secrets_verify(self, client, clicked, settings):
+        settings.CHAT2PAY_SANDBOX_WEBHOOK_SECRETS = ["new-secret", "old-secret"]
+        body = sandbox_event(clicked, kind="payment.failed", failure_message="Declined")
+        assert (
+            post_webhook(client, body, signature=sandbox.sign(body, secret="old-secret")).status_code == 200
+        )
+        body = sandbox_event(clicked)
+        assert (
+            post_webhook(client, body, signature=sandbox.sign(body, secret="new-secret")).status_code == 200
+        )
+
+    def test_a_signed_but_malformed_body_is_400(self, client):
+        for body in (b"not json", b"{}", b'{"id": "e", "type": "payment.succeeded", "data": {}}'):
+            assert post_webhook(client, body).status_code == 400
+
+    def test_the_endpoint_takes_only_posts_and_needs_no_csrf_token(self, clicked):
+        from django.test import Client
+
+        browser = Client(enforce_csrf_checks=True)
+        assert browser.get("/webhooks/sandbox/").status_code == 405
+        assert post_webhook(browser, sandbox_event(clicked)).status_code == 200
+
+
+class TestExactlyOnce:
+    def test_the_same_event_three_times_pays_once(self, client, clicked):
+        body = sandbox_event(clicked, event_id="evt_same")
+        outcomes = [post_webhook(client, body).json()["outcome"] for _ in range(3)]
+        assert outcomes == ["applied", "duplicate", "duplicate"]
+        assert GatewayWebhookEvent.objects.count() == 1
+        assert clicked.events.filter(to_status=Status.PAID).count() == 1
+        assert Message.objects.filter(body__startswith="Payment received").count() == 1
+
+    @pytest.mark.parametrize("order", list(itertools.permutations(["declined", "paid", "declined-again"])))
+    def test_events_in_any_order_end_paid_and_never_go_back(self, client, clicked, order):
+        bodies = {
+            "declined": sandbox_event(
+                clicked, kind="payment.failed", failure_message="Your card was declined."
+            ),
+            "paid": sandbox_event(clicked),
+            "declined-again": sandbox_event(
+                clicked, kind="payment.failed", failure_message="Insufficient funds."
+            ),
+        }
+        for name in order:
+            assert post_webhook(client, bodies[name]).status_code == 200
+        after = reload(clicked)
+        assert after.status == Status.PAID
+        assert after.events.filter(to_status=Status.PAID).count() == 1
+        assert Message.objects.filter(body__startswith="Payment received").count() == 1
+
+    def test_an_event_for_an_unknown_request_is_stored_unmatched(self, client, clicked):
+        body = sandbox_event(clicked).replace(
+            f'"client_reference": "{clicked.pk}"'.encode(), b'"client_reference": "999999"'
+        )
+        assert post_webhook(client, body).json()["outcome"] == "unmatched"
+        assert GatewayWebhookEvent.objects.get().outcome == "unmatched"
+        assert reload(clicked).status == Status.CLICKED
+
+    def test_an_unknown_event_type_is_stored_and_ignored(self, client, clicked):
+        body = sandbox_event(clicked, kind="charge.dispute.created")
+        assert post_webhook(client, body).json()["outcome"] == "ignored"
+        assert reload(clicked).status == Status.CLICKED
+
+
+class TestLateMoney:
+    def test_money_for_a_canceled_request_is_recorded_and_flagged(self, client, alice, alices_conversation):
+        payment_request = send(alices_conversation, alice)
+        actions.cancel_payment_request(payment_request.pk, agent=alice)
+        assert post_webhook(client, sandbox_event(payment_request)).json()["outcome"] == "exception"
+        assert reload(payment_request).status == Status.CANCELED
+        exception = PaymentException.objects.get()
+        assert (exception.kind, exception.resolution, exception.webhook_event.outcome) == (
+            "late",
+            "open",
+            "exception",
+        )
+        page = client.get(f"/admin/payments/paymentexception/{exception.pk}/change/")
+        assert page.status_code == 302  # only staff see the admin; supervisors see it in their desk
+
+    def test_a_payment_started_in_time_but_confirmed_after_expiry_is_paid(self, client, clicked):
+        started = clicked.pay_deadline - timedelta(seconds=2)
+        with time_machine.travel(clicked.pay_deadline + timedelta(seconds=30)):
+            actions.expire_due_payment_requests()
+            assert reload(clicked).status == Status.EXPIRED
+            response = post_webhook(client, sandbox_event(clicked, started_at=started))
+        assert response.json()["outcome"] == "applied"
+        assert reload(clicked).status == Status.PAID
+        assert not PaymentException.objects.exists()
+
+    def test_a_refund_resolves_late_money_once(self, client, alice, alices_conversation):
+        from tests.factories import UserFactory
+
+        admin = UserFactory(is_staff=True, is_superuser=True)
+        payment_request = send(alices_conversation, alice)
+        actions.cancel_payment_request(payment_request.pk, agent=alice)
+        post_webhook(client, sandbox_event(payment_request))
+        exception = PaymentException.objects.get()
+
+        first = actions.refund_payment_exception(exception.pk, by=admin)
+        second = actions.refund_payment_exception(exception.pk, by=admin)
+        assert first.resolution == second.resolution == "refunded"
+        assert first.refund_reference == second.refund_reference
+        assert first.refund_reference.startswith("re_sbx_")
+        assert payment_request.events.filter(reason="refunded").count() == 1
+        assert (first.resolved_by, timezone.now() - first.resolved_at < timedelta(minutes=1)) == (admin, True)
