@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test manage lint browsers clean
+.PHONY: install run test manage bench bench-full lint browsers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,14 @@ test: install
 ## make manage ARGS="createsuperuser": any management command against make run's database and Redis
 manage: install
 	$(BIN)/python -m chatdesk.embedded manage $(ARGS)
+
+## make bench: the benchmark suite's quick profile (a few minutes); make bench-full: every size (docs/performance.md)
+## Own database (chatdesk_bench, re-created each run) on the embedded PostgreSQL, or on DATABASE_URL's server.
+bench: install
+	$(BIN)/python -m chatdesk.embedded bench --profile quick $(BENCH_ARGS)
+
+bench-full: install
+	$(BIN)/python -m chatdesk.embedded bench --profile full $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

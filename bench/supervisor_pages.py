@@ -20,6 +20,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatdesk.settings")
 os.environ.setdefault("SECRET_KEY", "bench-only")
 os.environ.setdefault("DEBUG", "true")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+if "testserver" not in os.environ["ALLOWED_HOSTS"].split(","):  # the test client's host
+    os.environ["ALLOWED_HOSTS"] += ",testserver"
 
 import django  # noqa: E402
 
@@ -46,6 +48,44 @@ def timed(client: Client, url: str) -> tuple[float, int]:
     return elapsed * 1000, len(queries)
 
 
+def explain(client: Client, name: str, url: str) -> None:
+    """The plan of every payments query a page runs (session and user lookups left out), as Markdown."""
+    with CaptureQueriesContext(connection) as queries:
+        client.get(url)
+    print(f"\n### {name}: `GET {url}` ({len(queries)} queries in all)\n")
+    for query in queries.captured_queries:
+        if "payments_" not in query["sql"]:
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, COSTS OFF) " + query["sql"])
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        sql = query["sql"] if len(query["sql"]) < 400 else query["sql"][:400] + " …"
+        print(f"```\n{sql}\n\n{plan}\n```\n")
+
+
+def page_urls() -> dict[str, str]:
+    """The pages measured (the first is the baseline), for the busiest agent and a paid request."""
+    busiest = PaymentRequest.objects.order_by("-pk").values_list("agent", flat=True).first()
+    sample = PaymentRequest.objects.filter(status="paid").order_by("-pk").values_list("pk", flat=True).first()
+    return {
+        "baseline: login page": reverse("login"),
+        "list (newest first, totals)": reverse("supervisor:index"),
+        "list filtered by status": reverse("supervisor:index") + "?status=paid",
+        "list filtered by agent": reverse("supervisor:index") + f"?agent={busiest}",
+        "list searched by order number": reverse("supervisor:index") + "?q=BENCH-00123",
+        "list sorted by amount, page 200": reverse("supervisor:index") + "?sort=-amount&page=200",
+        "live fragment (list + totals)": reverse("supervisor:transaction_results"),
+        "transaction detail": reverse("supervisor:transaction", args=[sample]),
+    }
+
+
+def query_counts(pages: dict[str, str]) -> dict[str, int]:
+    """SQL queries per page, fetched once in-process as a supervisor (bench/run.py's B6 prints them)."""
+    client = Client()
+    client.force_login(SupervisorFactory(username=f"bench-counter-{os.getpid()}-{time.monotonic_ns()}"))
+    return {name: timed(client, url)[1] for name, url in pages.items() if not name.startswith("baseline")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=20)
@@ -56,18 +96,7 @@ def main() -> None:
     supervisor = SupervisorFactory(username="bench-supervisor")
     client = Client()
     client.force_login(supervisor)
-    busiest = PaymentRequest.objects.order_by("-pk").values_list("agent", flat=True).first()
-    sample = PaymentRequest.objects.filter(status="paid").order_by("-pk").values_list("pk", flat=True).first()
-    pages = {
-        "baseline: login page": reverse("login"),
-        "list (newest first, totals)": reverse("supervisor:index"),
-        "list filtered by status": reverse("supervisor:index") + "?status=paid",
-        "list filtered by agent": reverse("supervisor:index") + f"?agent={busiest}",
-        "list searched by order number": reverse("supervisor:index") + "?q=BENCH-00123",
-        "list sorted by amount, page 200": reverse("supervisor:index") + "?sort=-amount&page=200",
-        "live fragment (list + totals)": reverse("supervisor:transaction_results"),
-        "transaction detail": reverse("supervisor:transaction", args=[sample]),
-    }
+    pages = page_urls()
     samples: dict[str, list[float]] = {name: [] for name in pages}
     queries: dict[str, int] = {}
     anonymous = Client()  # the login page redirects people who are already logged in
@@ -89,7 +118,10 @@ def main() -> None:
         values.sort()
         p95 = values[min(len(values) - 1, int(0.95 * len(values)))]
         median = statistics.median(values)
-        print(f"{name:36} {median:8.1f}ms {p95:8.1f}ms {values[-1]:8.1f}ms {queries[name]:8d} {median / baseline:10.1f}x")
+        print(
+            f"{name:36} {median:8.1f}ms {p95:8.1f}ms {values[-1]:8.1f}ms {queries[name]:8d}"
+            f" {median / baseline:10.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ mode and production share one code path; this module only supervises processes.
     python -m chatdesk.embedded run              # migrate, seed_demo, Daphne + Celery worker + beat
     python -m chatdesk.embedded test [pytest args]
     python -m chatdesk.embedded manage <command> [args]
+    python -m chatdesk.embedded bench [--profile quick|full]   # bench/run.py, in its own database
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def run() -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"run", "test", "manage"}:
+    if not argv or argv[0] not in {"run", "test", "manage", "bench"}:
         print(__doc__, file=sys.stderr)
         return 2
     _die_with_parent()
@@ -205,6 +206,8 @@ def main(argv: list[str]) -> int:
         _embedded_defaults()
         if mode == "manage":
             return _manage(*args)
+        if mode == "bench":  # bench/run.py switches to its own database (chatdesk_bench) on the same server
+            return subprocess.call([sys.executable, "-m", "bench.run", *args], cwd=ROOT)
         return subprocess.call([sys.executable, "-m", "pytest", *args], cwd=ROOT)
     except _Stop:
         return 130

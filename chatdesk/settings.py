@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.humanize",
+    "django.contrib.postgres",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
@@ -114,6 +115,8 @@ if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 
+# Redis connections one process's channel layer may open at once (group_add/group_send of concurrent sockets).
+CHANNEL_LAYER_MAX_CONNECTIONS = env.int("CHANNEL_LAYER_MAX_CONNECTIONS", default=2000)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -121,7 +124,11 @@ CHANNEL_LAYERS = {
             # Every consumer waits in a blocking BZPOPMIN of up to 5 s (channels_redis `brpop_timeout`);
             # redis-py 8 cuts any read at 5 s by default, which tore down idle sockets every ~5 s
             # (channels_redis#422). The read timeout must outlast the blocking pop.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+            # redis-py 8 caps an async pool at 100 connections and then fails at once (MaxConnectionsError):
+            # a burst of 1,000 desks (re)connecting made 92 % of the handshakes fail (bench B1/B2).
+            "hosts": [
+                {"address": REDIS_URL, "socket_timeout": 15, "max_connections": CHANNEL_LAYER_MAX_CONNECTIONS}
+            ],
             "capacity": 1500,
             "expiry": 30,
             # Sockets re-join their groups on every client ping, well inside this window (B10).
@@ -248,6 +255,7 @@ for _name in (
     "HEARTBEAT_STALE_AFTER_SECONDS",
     "SESSION_COOKIE_AGE",
     "DESK_MESSAGE_MAX_LENGTH",
+    "CHANNEL_LAYER_MAX_CONNECTIONS",
 ):
     if globals()[_name] <= 0:
         raise ImproperlyConfigured(f"{_name} must be a positive whole number.")

@@ -2,10 +2,15 @@
 request is through its transitions, and history is never edited (a database trigger enforces it too).
 Only the business profile is edited here; money exceptions are resolved through `actions`."""
 
+import logging
+
 from django.contrib import admin, messages
 
 from . import actions
+from .export import csv_response
 from .models import BusinessProfile, GatewayWebhookEvent, PaymentEvent, PaymentException, PaymentRequest
+
+logger = logging.getLogger(__name__)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -44,6 +49,12 @@ class PaymentRequestAdmin(ReadOnlyAdmin):
     date_hierarchy = "sent_at"
     exclude = ["token_hash", "idempotency_key"]
     inlines = [PaymentEventInline]
+    actions = ["export_csv"]
+
+    @admin.action(description="Export selected payment requests to CSV", permissions=["view"])
+    def export_csv(self, request, queryset):
+        logger.info("Admin export of %s payment requests by %s", queryset.count(), request.user.username)
+        return csv_response(queryset)
 
 
 @admin.register(PaymentEvent)

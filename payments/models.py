@@ -10,8 +10,10 @@ import hashlib
 import secrets
 
 from django.conf import settings
+from django.contrib.postgres.indexes import OpClass
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from . import lifecycle
@@ -112,6 +114,11 @@ class PaymentRequest(models.Model):
             ),
         ]
         indexes = [
+            # The Supervisor Desk: newest first (its default order), and order numbers searched by prefix.
+            models.Index(F("sent_at").desc(), F("id").desc(), name="payments_pr_sent_newest"),
+            models.Index(
+                OpClass(Upper("order_number"), name="text_pattern_ops"), name="payments_pr_order_prefix"
+            ),
             # The expiry sweep's two queries: due requests per open status, oldest deadline first.
             models.Index(
                 fields=["click_deadline"], condition=Q(status=Status.SENT), name="payments_pr_sent_due"

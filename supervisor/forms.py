@@ -23,13 +23,18 @@ SORTABLE_COLUMNS = {
     "closed": "closed_at",
 }
 DEFAULT_SORT = "-sent"
+MAX_LISTED_CUSTOMERS = 500
 
 
 class TransactionFilterForm(forms.Form):
-    status = forms.ChoiceField(label="Status", required=False, choices=[("", "Any status"), *lifecycle.Status.choices])
+    status = forms.ChoiceField(
+        label="Status", required=False, choices=[("", "Any status"), *lifecycle.Status.choices]
+    )
     agent = forms.ModelChoiceField(label="Agent", required=False, queryset=None, empty_label="Any agent")
     currency = forms.ChoiceField(label="Currency", required=False)
-    sent_from = forms.DateField(label="Sent from", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    sent_from = forms.DateField(
+        label="Sent from", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
     sent_to = forms.DateField(label="Sent to", required=False, widget=forms.DateInput(attrs={"type": "date"}))
     q = forms.CharField(label="Search", required=False, max_length=100)
     sort = forms.CharField(required=False, widget=forms.HiddenInput)
@@ -37,7 +42,9 @@ class TransactionFilterForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["agent"].queryset = (
-            get_user_model().objects.filter(groups__name=AGENTS_GROUP).order_by("first_name", "last_name", "username")
+            get_user_model()
+            .objects.filter(groups__name=AGENTS_GROUP)
+            .order_by("first_name", "last_name", "username")
         )
         self.fields["agent"].label_from_instance = lambda user: user.get_full_name() or user.get_username()
         self.fields["currency"].choices = [("", "Any currency"), *lifecycle.currency_choices()]
@@ -72,8 +79,11 @@ class TransactionFilterForm(forms.Form):
         if q := data["q"].strip():
             # Order numbers match from their start (an index serves it); customers by any part of the name
             # or phone, looked up in the customers table first rather than joined to every request.
-            digits = q.replace(" ", "")
-            customers = Customer.objects.filter(Q(name__icontains=q) | Q(phone__contains=digits)).values("pk")
+            # A few matching customers are fetched once and listed: as a subquery, each of the totals queries
+            # would re-scan the customers table. A broad search keeps the subquery (a huge list costs more).
+            matching = Customer.objects.filter(Q(name__icontains=q) | Q(phone__contains=q.replace(" ", "")))
+            ids = list(matching.values_list("pk", flat=True)[: MAX_LISTED_CUSTOMERS + 1])
+            customers = ids if len(ids) <= MAX_LISTED_CUSTOMERS else matching.values("pk")
             requests = requests.filter(Q(order_number__istartswith=q) | Q(customer__in=customers))
         return requests
 

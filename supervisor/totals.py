@@ -88,7 +88,9 @@ def compute_totals(requests: QuerySet[PaymentRequest]) -> Totals:
         sent=Count("pk"),
         clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
         median_click=Median(_seconds("clicked_at", "sent_at"), filter=Q(clicked_at__isnull=False)),
-        median_pay=Median(_seconds("paid_at", "clicked_at"), filter=Q(status=Status.PAID, clicked_at__isnull=False)),
+        median_pay=Median(
+            _seconds("paid_at", "clicked_at"), filter=Q(status=Status.PAID, clicked_at__isnull=False)
+        ),
         **{f"status_{status.value}": Count("pk", filter=Q(status=status)) for status in Status},
     )
     agents = list(
@@ -101,9 +103,15 @@ def compute_totals(requests: QuerySet[PaymentRequest]) -> Totals:
         )
         .order_by("-sent", "agent")
     )
-    names = {user.pk: display_name(user) for user in get_user_model().objects.filter(pk__in=[a["agent"] for a in agents])}
+    names = {
+        user.pk: display_name(user)
+        for user in get_user_model().objects.filter(pk__in=[a["agent"] for a in agents])
+    }
     collected = (
-        requests.filter(status=Status.PAID).values("currency").annotate(total=Sum("amount")).order_by("currency")
+        requests.filter(status=Status.PAID)
+        .values("currency")
+        .annotate(total=Sum("amount"))
+        .order_by("currency")
     )
     by_status = {status.value: funnel[f"status_{status.value}"] for status in Status}
     return Totals(
@@ -114,9 +122,16 @@ def compute_totals(requests: QuerySet[PaymentRequest]) -> Totals:
         median_click_seconds=funnel["median_click"],
         median_pay_seconds=funnel["median_pay"],
         by_agent=[
-            AgentRow(name=names[row["agent"]], sent=row["sent"], paid=row["paid"], expired=row["expired"],
-                     canceled=row["canceled"])
+            AgentRow(
+                name=names[row["agent"]],
+                sent=row["sent"],
+                paid=row["paid"],
+                expired=row["expired"],
+                canceled=row["canceled"],
+            )
             for row in agents
-        ],  # fmt: skip
-        collected=[(row["currency"], lifecycle.format_amount(row["total"], row["currency"])) for row in collected],
+        ],
+        collected=[
+            (row["currency"], lifecycle.format_amount(row["total"], row["currency"])) for row in collected
+        ],
     )

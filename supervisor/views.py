@@ -3,16 +3,14 @@
 import logging
 
 from django.core.paginator import Paginator
-from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from desk import access
 from desk.models import Conversation
+from payments.export import csv_response
 from payments.models import PaymentRequest
 
-from .export import csv_lines
 from .forms import SORTABLE_COLUMNS, TransactionFilterForm
 from .models import TransactionExport
 from .totals import compute_totals
@@ -38,9 +36,9 @@ class CountedPaginator(Paginator):
 def _page_of_requests(form: TransactionFilterForm, requests, page_number, *, count: int):
     """One page of the list: ids first, sorted on the requests table alone (an index for the default
     newest-first order), then the 50 rows with their customer, agent and conversation."""
-    page = CountedPaginator(form.ordered(requests).values_list("pk", flat=True), PAGE_SIZE, count=count).get_page(
-        page_number
-    )
+    page = CountedPaginator(
+        form.ordered(requests).values_list("pk", flat=True), PAGE_SIZE, count=count
+    ).get_page(page_number)
     ids = list(page.object_list)
     rows = PaymentRequest.objects.select_related("customer", "agent", "conversation").in_bulk(ids)
     page.object_list = [rows[pk] for pk in ids]
@@ -102,18 +100,21 @@ def export_csv(request):
     export = TransactionExport.objects.create(
         user=request.user, filters=request.GET.dict(), row_count=requests.count()
     )
-    logger.info("Transactions export %s by %s: %s rows", export.pk, request.user.get_username(), export.row_count)
-    response = StreamingHttpResponse(csv_lines(requests), content_type="text/csv; charset=utf-8")
-    filename = f"chat2pay-transactions-{timezone.localtime():%Y%m%d-%H%M}.csv"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    logger.info(
+        "Transactions export %s by %s: %s rows", export.pk, request.user.get_username(), export.row_count
+    )
+    return csv_response(requests)
 
 
 @access.supervisor_required
 @require_GET
 def conversation_list(request):
-    conversations = Conversation.objects.select_related("customer", "assigned_agent")[:CONVERSATIONS_PAGE_SIZE]
-    template = "supervisor/conversations.html#conversations" if request.htmx else "supervisor/conversations.html"
+    conversations = Conversation.objects.select_related("customer", "assigned_agent")[
+        :CONVERSATIONS_PAGE_SIZE
+    ]
+    template = (
+        "supervisor/conversations.html#conversations" if request.htmx else "supervisor/conversations.html"
+    )
     return render(request, template, {"conversations": conversations})
 
 

@@ -1,4 +1,4 @@
-"""The Supervisor Desk's transaction list, totals, detail and export, against factory data with known answers."""
+"""The Supervisor Desk's transaction list, totals, detail and export, on factory data with known answers."""
 
 import csv
 import io
@@ -26,25 +26,55 @@ def sam_client(client, sam):
 
 @pytest.fixture
 def book(alice, bob):
-    """Six requests with known outcomes: alice sent 4 (2 paid, 1 expired, 1 sent), bob sent 2 (1 canceled, 1 paid)."""
+    """Six requests with known outcomes: alice sent 4 (2 paid, 1 expired, 1 sent),
+    bob sent 2 (1 canceled, 1 paid)."""
 
     def paid(agent, order, amount, currency, click_after, pay_after, **kw):
         return PaymentRequestFactory(
-            agent=agent, order_number=order, amount=Decimal(amount), currency=currency, status="paid",
-            sent_at=T0, clicked_at=T0 + timedelta(seconds=click_after),
+            agent=agent,
+            order_number=order,
+            amount=Decimal(amount),
+            currency=currency,
+            status="paid",
+            sent_at=T0,
+            clicked_at=T0 + timedelta(seconds=click_after),
             pay_deadline=T0 + timedelta(seconds=click_after + 900),
-            paid_at=T0 + timedelta(seconds=click_after + pay_after), closed_at=T0 + timedelta(seconds=click_after + pay_after),
+            paid_at=T0 + timedelta(seconds=click_after + pay_after),
+            closed_at=T0 + timedelta(seconds=click_after + pay_after),
             **kw,
         )
 
     return {
-        "a1": paid(alice, "A-1", "100.00", "ZAR", 30, 60, conversation__customer__name="Thandi Nkosi", conversation__customer__phone="+27821110001"),
+        "a1": paid(
+            alice,
+            "A-1",
+            "100.00",
+            "ZAR",
+            30,
+            60,
+            conversation__customer__name="Thandi Nkosi",
+            conversation__customer__phone="+27821110001",
+        ),
         "a2": paid(alice, "A-2", "50.50", "ZAR", 90, 120),
-        "a3": PaymentRequestFactory(agent=alice, order_number="A-3", status="expired", amount=Decimal(60), sent_at=T0 - timedelta(days=3),
-                                    closed_at=T0 - timedelta(days=3) + timedelta(minutes=5)),
-        "a4": PaymentRequestFactory(agent=alice, order_number="=1+1", status="sent", amount=Decimal(70), sent_at=T0 + timedelta(hours=1),
-                                    conversation__customer__name="Zoë Ångström"),
-        "b1": PaymentRequestFactory(agent=bob, order_number="B-1", status="canceled", amount=Decimal(80), sent_at=T0, closed_at=T0),
+        "a3": PaymentRequestFactory(
+            agent=alice,
+            order_number="A-3",
+            status="expired",
+            amount=Decimal(60),
+            sent_at=T0 - timedelta(days=3),
+            closed_at=T0 - timedelta(days=3) + timedelta(minutes=5),
+        ),
+        "a4": PaymentRequestFactory(
+            agent=alice,
+            order_number="=1+1",
+            status="sent",
+            amount=Decimal(70),
+            sent_at=T0 + timedelta(hours=1),
+            conversation__customer__name="Zoë Ångström",
+        ),
+        "b1": PaymentRequestFactory(
+            agent=bob, order_number="B-1", status="canceled", amount=Decimal(80), sent_at=T0, closed_at=T0
+        ),
         "b2": paid(bob, "B-2", "1500", "JPY", 60, 30, conversation__customer__phone="+14155550123"),
     }
 
@@ -79,7 +109,9 @@ class TestList:
 
     def test_filter_by_date_range(self, sam_client, book):
         day = T0.date()
-        page = results(sam_client, sent_from=day - timedelta(days=4), sent_to=day - timedelta(days=2)).context["page"]
+        page = results(
+            sam_client, sent_from=day - timedelta(days=4), sent_to=day - timedelta(days=2)
+        ).context["page"]
         assert {pr.order_number for pr in page} == {"A-3"}
 
     def test_an_inverted_date_range_is_a_field_error(self, sam_client, book):
@@ -87,7 +119,8 @@ class TestList:
         assert b"The end date is before the start date." in response.content
 
     @pytest.mark.parametrize(
-        ("sort", "first"), [("amount", "A-2"), ("-amount", "B-2"), ("order", "=1+1"), ("-order", "B-2"), ("status", "B-1")]
+        ("sort", "first"),
+        [("amount", "A-2"), ("-amount", "B-2"), ("order", "=1+1"), ("-order", "B-2"), ("status", "B-1")],
     )
     def test_sort_by_any_column(self, sam_client, book, sort, first):
         assert results(sam_client, sort=sort).context["page"][0].order_number == first
@@ -99,7 +132,8 @@ class TestList:
         PaymentRequestFactory.create_batch(55, agent=alice)
         first = results(sam_client)
         second = results(sam_client, page=2)
-        assert len(first.context["page"]) == 50 and len(second.context["page"]) == 5
+        assert len(first.context["page"]) == 50
+        assert len(second.context["page"]) == 5
 
     def test_the_live_fragment_renders_the_same_filtered_rows(self, sam_client, book):
         response = sam_client.get(reverse("supervisor:transaction_results"), {"status": "canceled"})
@@ -109,7 +143,9 @@ class TestList:
 
     def test_the_list_uses_a_bounded_number_of_queries(self, sam_client, alice, bob):
         for agent in (alice, bob, AgentFactory()):
-            PaymentRequestFactory.create_batch(20, agent=agent, status="paid", clicked_at=T0, paid_at=T0, pay_deadline=T0)
+            PaymentRequestFactory.create_batch(
+                20, agent=agent, status="paid", clicked_at=T0, paid_at=T0, pay_deadline=T0
+            )
         with CaptureQueriesContext(connection) as queries:
             response = sam_client.get(reverse("supervisor:index"))
         assert response.status_code == 200
@@ -120,12 +156,18 @@ class TestTotals:
     def test_funnel_rates_and_medians(self, sam_client, book):
         totals = results(sam_client).context["totals"]
         assert (totals.sent, totals.clicked, totals.paid) == (6, 3, 3)
-        assert totals.click_rate == 0.5 and totals.pay_rate == 1.0
+        assert totals.click_rate == 0.5
+        assert totals.pay_rate == 1.0
         assert totals.median_click_seconds == 60  # 30, 60, 90
         assert totals.median_pay_seconds == 60  # 30, 60, 120
 
     def test_counts_by_status(self, sam_client, book):
-        assert results(sam_client).context["totals"].by_status == {"paid": 3, "expired": 1, "sent": 1, "canceled": 1}
+        assert results(sam_client).context["totals"].by_status == {
+            "paid": 3,
+            "expired": 1,
+            "sent": 1,
+            "canceled": 1,
+        }
 
     def test_links_sent_and_rates_by_agent(self, sam_client, book):
         rows = {row.name: row for row in results(sam_client).context["totals"].by_agent}
@@ -133,7 +175,10 @@ class TestTotals:
         assert (rows["Bob Agent"].sent, rows["Bob Agent"].canceled_rate) == (2, 0.5)
 
     def test_amount_collected_per_currency(self, sam_client, book):
-        assert results(sam_client).context["totals"].collected == [("JPY", "JPY 1,500"), ("ZAR", "ZAR 150.50")]
+        assert results(sam_client).context["totals"].collected == [
+            ("JPY", "JPY 1,500"),
+            ("ZAR", "ZAR 150.50"),
+        ]
 
     def test_totals_follow_the_filters(self, sam_client, book, bob):
         totals = results(sam_client, agent=bob.pk).context["totals"]
@@ -144,10 +189,22 @@ class TestDetail:
     def test_the_full_history_with_who_and_why(self, sam_client, alice):
         pr = PaymentRequestFactory(agent=alice, status="paid", gateway_reference="sbx_123")
         PaymentEventFactory(payment_request=pr, to_status="sent", actor_user=alice, at=T0)
-        PaymentEventFactory(payment_request=pr, from_status="sent", to_status="clicked", actor_kind="customer",
-                            reason="clicked", at=T0 + timedelta(seconds=5))
-        PaymentEventFactory(payment_request=pr, from_status="clicked", to_status="paid", actor_kind="gateway",
-                            reason="paid", at=T0 + timedelta(seconds=9))
+        PaymentEventFactory(
+            payment_request=pr,
+            from_status="sent",
+            to_status="clicked",
+            actor_kind="customer",
+            reason="clicked",
+            at=T0 + timedelta(seconds=5),
+        )
+        PaymentEventFactory(
+            payment_request=pr,
+            from_status="clicked",
+            to_status="paid",
+            actor_kind="gateway",
+            reason="paid",
+            at=T0 + timedelta(seconds=9),
+        )
 
         response = sam_client.get(reverse("supervisor:transaction", args=[pr.pk]))
 
@@ -159,10 +216,17 @@ class TestDetail:
         from payments.models import PaymentException
 
         pr = PaymentRequestFactory(status="expired")
-        PaymentException.objects.create(payment_request=pr, kind="late", amount=pr.amount, currency=pr.currency,
-                                        gateway="sandbox", gateway_reference="sbx_late")
+        PaymentException.objects.create(
+            payment_request=pr,
+            kind="late",
+            amount=pr.amount,
+            currency=pr.currency,
+            gateway="sandbox",
+            gateway_reference="sbx_late",
+        )
         response = sam_client.get(reverse("supervisor:transaction", args=[pr.pk]))
-        assert b"Money for a closed request" in response.content and b"sbx_late" in response.content
+        assert b"Money for a closed request" in response.content
+        assert b"sbx_late" in response.content
 
     def test_the_detail_page_uses_a_bounded_number_of_queries(self, sam_client):
         pr = PaymentRequestFactory()
@@ -194,7 +258,9 @@ class TestExport:
 
 class TestRoles:
     URLS = [
-        ("supervisor:index", []), ("supervisor:transaction_results", []), ("supervisor:export_csv", []),
+        ("supervisor:index", []),
+        ("supervisor:transaction_results", []),
+        ("supervisor:export_csv", []),
         ("supervisor:conversations", []),
     ]
 
@@ -206,7 +272,8 @@ class TestRoles:
     @pytest.mark.parametrize(("name", "args"), URLS)
     def test_anonymous_users_are_sent_to_log_in(self, client, name, args):
         response = client.get(reverse(name, args=args))
-        assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
 
     def test_transaction_detail_is_for_supervisors_only(self, client, alice):
         pr = PaymentRequestFactory(agent=alice)
@@ -217,9 +284,25 @@ class TestRoles:
         PaymentRequestFactory(agent=AgentFactory(username="jdoe", first_name="", last_name=""))
         PaymentRequestFactory(agent=AgentFactory(first_name="Nomsa", last_name="Dube"))
         content = sam_client.get(reverse("supervisor:index")).content
-        assert b"jdoe" in content and b"Nomsa Dube" in content
+        assert b"jdoe" in content
+        assert b"Nomsa Dube" in content
 
 
 def test_customers_with_non_ascii_names(sam_client):
     PaymentRequestFactory(customer=CustomerFactory(name="Søren Ødegård"))
     assert "Søren Ødegård" in sam_client.get(reverse("supervisor:index")).content.decode()
+
+
+def test_the_admin_exports_selected_requests_and_cannot_change_them(admin_client, book):
+    from payments.models import PaymentRequest
+
+    selected = [book["a1"].pk, book["b1"].pk]
+    response = admin_client.post(
+        reverse("admin:payments_paymentrequest_changelist"),
+        {"action": "export_csv", "_selected_action": selected},
+    )
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
+    assert sorted(row[0] for row in rows[1:]) == ["A-1", "B-1"]
+    change = admin_client.post(reverse("admin:payments_paymentrequest_change", args=[book["a4"].pk]), {"status": "paid"})
+    assert change.status_code == 403
+    assert PaymentRequest.objects.get(pk=book["a4"].pk).status == "sent"

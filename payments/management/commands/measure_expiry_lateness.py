@@ -1,9 +1,10 @@
 """Measure how late the desk learns that a payment request expired, with many open requests in the table.
 
-    python manage.py measure_expiry_lateness [--open 10000] [--spread 120] [--no-spawn]
+    python manage.py measure_expiry_lateness [--open 10000] [--background 10000] [--spread 120] [--no-spawn]
 
 1. Lays down `--open` requests in `sent` (as `payments.actions` would leave them), spread over the bench's
-   own conversations, with click deadlines spread evenly over `--spread` seconds, starting a few seconds out.
+   own conversations, with click deadlines spread evenly over `--spread` seconds, starting a few seconds out;
+   plus `--background` open requests due tomorrow, so the table never holds fewer open requests than that.
 2. Subscribes to those conversations' channel-layer groups, exactly as every agent tab does.
 3. Starts a Celery worker and beat (unless --no-spawn, e.g. beside `make run`) and waits until every one
    of the requests has expired.
@@ -54,9 +55,8 @@ class Command(BaseCommand):
     help = "Measure expiry lateness (deadline to the desk's push) with many open Chat 2 Pay requests."
 
     def add_arguments(self, parser):
-        parser.add_argument(
-            "--open", type=int, default=10_000, help="Open requests to create (default 10000)."
-        )
+        parser.add_argument("--open", type=int, default=10_000, help="Requests to expire and measure.")
+        parser.add_argument("--background", type=int, default=10_000, help="Open requests due tomorrow.")
         parser.add_argument("--spread", type=float, default=120, help="Seconds over which deadlines fall.")
         parser.add_argument("--no-spawn", action="store_true", help="Use an already running worker and beat.")
         parser.add_argument(
@@ -64,14 +64,19 @@ class Command(BaseCommand):
         )
         parser.add_argument("--force", action="store_true", help="Run even when DEBUG is off.")
 
-    def handle(self, *args, open: int, spread: float, no_spawn: bool, timeout: float, force: bool, **options):
-        if not settings.DEBUG and not force:
+    def handle(
+        self, *args, open: int, background: int, spread: float, no_spawn: bool, timeout: float, **options
+    ):
+        if not settings.DEBUG and not options["force"]:
             raise CommandError(
                 "This writes thousands of permanent rows; use a scratch database and DEBUG, or --force."
             )
         started = time.monotonic()
-        deadlines, conversation_ids = self._lay_down(open, spread)
-        self.stdout.write(f"Created {len(deadlines)} open requests in {time.monotonic() - started:.1f}s.")
+        deadlines, conversation_ids = self._lay_down(open, background, spread)
+        self.stdout.write(
+            f"Created {open + background} open requests in {time.monotonic() - started:.1f}s;"
+            f" {open} fall due over {spread:.0f}s."
+        )
         processes = [] if no_spawn else self._spawn()
         try:
             pushed = asyncio.run(self._listen(deadlines, conversation_ids, timeout))
@@ -83,7 +88,8 @@ class Command(BaseCommand):
         self._report(deadlines, pushed)
 
     @transaction.atomic
-    def _lay_down(self, count: int, spread: float) -> tuple[dict[int, float], list[int]]:
+    def _lay_down(self, measured: int, background: int, spread: float) -> tuple[dict[int, float], list[int]]:
+        count = measured + background
         run = secrets.token_hex(3)
         agent, _ = get_user_model().objects.get_or_create(
             username="expiry-bench",
@@ -146,13 +152,13 @@ class Command(BaseCommand):
             batch_size=2000,
         )
         # Deadlines evenly spread over `spread` seconds, starting LEAD_SECONDS from now (after the inserts).
+        requests = requests[:measured]
         first = timezone.now() + timedelta(seconds=LEAD_SECONDS)
         for index, request in enumerate(requests):
-            request.click_deadline = first + timedelta(seconds=spread * index / count)
+            request.click_deadline = first + timedelta(seconds=spread * index / measured)
         PaymentRequest.objects.bulk_update(requests, ["click_deadline"], batch_size=2000)
-        return {request.pk: request.click_deadline.timestamp() for request in requests}, [
-            c.pk for c in conversations
-        ]
+        conversation_ids = sorted({request.conversation_id for request in requests})
+        return {request.pk: request.click_deadline.timestamp() for request in requests}, conversation_ids
 
     def _spawn(self) -> list[subprocess.Popen]:
         binary = Path(sys.executable).parent

@@ -1,0 +1,133 @@
+"""Regression guard for the hot paths measured by bench/ (issue 7): counts, never clocks, so it cannot flake.
+
+What makes a card slow at scale is how much work each unit does, and that is deterministic: SQL queries per
+transition, per card render and per webhook; channel-layer sends per change; event-loop hops
+(`async_to_sync`, a few milliseconds each from sync code) per unit of work. The budgets are today's counts;
+an improvement passes, a regression fails here instead of in `make bench`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from desk.consumers import _conversation_ops
+from payments import actions, realtime
+from payments.lifecycle import Status
+from payments.models import PaymentRequest
+from tests.factories import MessageFactory
+from tests.payments.conftest import make_request, post_webhook, sandbox_event
+
+pytestmark = pytest.mark.django_db
+
+# Budgets (today's counts; lower them when a change makes a path cheaper).
+TRANSITION_QUERIES = 6  # lock, update, history insert, + the test transaction's savepoints
+CARD_RENDER_QUERIES = 1  # the consumer re-reads the row and renders the card
+WEBHOOK_QUERIES = 16  # verify, inbox insert, lock, update, history, confirmation message, its conversation
+SWEEP_FIXED_QUERIES = 8  # per sweep: the two due-queries per batch, savepoints
+SWEEP_QUERIES_PER_REQUEST = 2  # update + history insert
+GROUPS_PER_CHANGE = 3  # the conversation's pages, the supervisors, the customer's pay page
+
+
+class CountingLayer:
+    """Stands in for the channel layer: counts group sends and the event-loop hops that carry them."""
+
+    def __init__(self) -> None:
+        self.sends: list[tuple[str, str]] = []
+        self.hops = 0
+
+    async def group_send(self, group: str, event: dict) -> None:
+        self.sends.append((group, event["type"]))
+
+
+@pytest.fixture
+def layer(monkeypatch) -> CountingLayer:
+    layer = CountingLayer()
+
+    def counting_async_to_sync(function):
+        layer.hops += 1
+        return async_to_sync(function)
+
+    for module in ("desk.realtime", "payments.realtime"):
+        monkeypatch.setattr(f"{module}.get_channel_layer", lambda: layer)
+        monkeypatch.setattr(f"{module}.async_to_sync", counting_async_to_sync)
+    return layer
+
+
+def test_a_transition_costs_a_few_queries_one_hop_and_one_send_per_group(
+    layer, django_capture_on_commit_callbacks
+):
+    # Given a clicked request
+    payment_request = make_request(Status.CLICKED)
+    # When the customer submits a payment (a clicked -> clicked transition, as B3 drives it)
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
+        result = actions.record_payment_attempt(payment_request.pk, payment_method={"brand": "visa"})
+    # Then it wrote within budget and published once, after commit, to each page group
+    assert result.ok
+    assert len(queries) <= TRANSITION_QUERIES, [q["sql"] for q in queries]
+    assert len(layer.sends) == GROUPS_PER_CHANGE
+    assert layer.hops == 1
+
+
+def test_rendering_a_pushed_card_reads_one_row(alice):
+    payment_request = make_request(Status.CLICKED, agent=alice)
+    with CaptureQueriesContext(connection) as queries:
+        op = realtime.card_op(payment_request.pk, user=alice, viewer="agent")
+    assert f'id="{payment_request.dom_id}"' in op["html"]
+    assert len(queries) <= CARD_RENDER_QUERIES, [q["sql"] for q in queries]
+
+
+@pytest.mark.parametrize("due", [1, 12])
+def test_the_expiry_sweep_is_linear_and_publishes_each_batch_in_one_hop(
+    layer, django_capture_on_commit_callbacks, due
+):
+    # Given `due` requests past their click deadline
+    past = timezone.now() - timedelta(seconds=1)
+    for _ in range(due):
+        make_request(Status.SENT, click_deadline=past, sent_at=past - timedelta(minutes=5))
+    # When one sweep runs
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
+        expired = actions.expire_due_payment_requests()
+    # Then its queries grow by a constant per request, and all its pushes leave in one event-loop hop
+    assert expired == due
+    assert len(queries) <= SWEEP_FIXED_QUERIES + SWEEP_QUERIES_PER_REQUEST * due, [q["sql"] for q in queries]
+    assert len(layer.sends) == GROUPS_PER_CHANGE * due
+    assert layer.hops == 1
+
+
+def test_a_signed_webhook_is_applied_within_its_query_budget(layer, django_capture_on_commit_callbacks):
+    payment_request = make_request(Status.CLICKED, gateway_reference="cs_sbx_budget")
+    body = sandbox_event(payment_request)
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
+        response = post_webhook(Client(), body)
+    assert response.json()["outcome"] == "applied"
+    assert PaymentRequest.objects.get(pk=payment_request.pk).status == Status.PAID
+    assert len(queries) <= WEBHOOK_QUERIES, [q["sql"] for q in queries]
+    # The card change, and the confirmation message in the transcript: one hop each
+    assert layer.hops <= 2
+
+
+def test_a_desk_snapshot_does_not_query_per_payment_card(alice, alices_conversation):
+    """The (re)connect snapshot of a conversation (B2's resync) must not grow with its payment cards."""
+
+    def snapshot_queries() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            _conversation_ops(alices_conversation, viewer="agent", user=alice, with_transcript=True)
+        return len(queries)
+
+    def add_payment_message() -> None:
+        message = MessageFactory(conversation=alices_conversation, kind="payment", author=alice)
+        make_request(Status.SENT, conversation=alices_conversation, agent=alice, message=message)
+
+    add_payment_message()
+    snapshot_queries()  # warm the per-process caches (template loaders, content types)
+    with_one = snapshot_queries()
+    for _ in range(5):
+        add_payment_message()
+    assert snapshot_queries() == with_one
