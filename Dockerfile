@@ -20,6 +20,7 @@ RUN pip install . && rm -rf build ./*.egg-info
 
 COPY manage.py ./
 COPY chatdesk ./chatdesk
+COPY api ./api
 COPY desk ./desk
 COPY payments ./payments
 COPY supervisor ./supervisor

@@ -17,6 +17,8 @@ from payments.routing import websocket_urlpatterns as payments_websockets  # noq
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(desk_websockets + payments_websockets))),
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(desk_websockets + payments_websockets))
+        ),
     }
 )

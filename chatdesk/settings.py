@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     "desk",
     "payments",
     "supervisor",
+    "ninja",  # serves the API docs page's assets locally
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -247,15 +249,78 @@ CELERY_BEAT_SCHEDULE["chat2pay-expire-due-requests"] = {
     # A sweep queued while no worker ran is stale once one starts; the next sweep covers the same rows.
     "options": {"expires": max(5.0, 5 * CHAT2PAY_SWEEP_INTERVAL_SECONDS)},
 }
+# --- Payment gateways (docs/gateways.md) -------------------------------------------------------------------
+# The sandbox takes no real money: with DEBUG off a system check refuses it unless this says it is meant.
+CHAT2PAY_ALLOW_SANDBOX = env.bool("CHAT2PAY_ALLOW_SANDBOX", default=False)
+# The sandbox as a chaos tool, comma-separated: duplicate, reorder, delay, drop_then_retry,
+# complete_before_expire, decline, fail_refunds (payments.gateways.sandbox.CHAOS).
+CHAT2PAY_SANDBOX_CHAOS = [knob.strip().lower() for knob in env.list("CHAT2PAY_SANDBOX_CHAOS", default=[])]
+# With `delay`: how long after the pay deadline the sandbox delivers a payment's webhook.
+CHAT2PAY_SANDBOX_DELAY_SECONDS = env.int("CHAT2PAY_SANDBOX_DELAY_SECONDS", default=60)
+# Stripe Checkout: the secret (or restricted) API key, and the endpoint's signing secrets (whsec_...),
+# comma-separated while a rotation overlaps.
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.list("STRIPE_WEBHOOK_SECRET", default=[])
+STRIPE_API_BASE = "https://api.stripe.com"  # tests point the library at a local stand-in
+STRIPE_TIMEOUT_SECONDS = 20
+# The reconciler asks Stripe about requests this long past their pay deadline, up to the lookback.
+CHAT2PAY_RECONCILE_AFTER_SECONDS = env.int("CHAT2PAY_RECONCILE_AFTER_SECONDS", default=120)
+CHAT2PAY_RECONCILE_LOOKBACK_HOURS = env.int("CHAT2PAY_RECONCILE_LOOKBACK_HOURS", default=72)
+CELERY_BEAT_SCHEDULE["chat2pay-reconcile-stripe"] = {
+    "task": "payments.tasks.reconcile_stripe_checkouts_task",
+    "schedule": 60.0,
+    "options": {"expires": 120.0},
+}
+
+# --- Integrations: REST API and outbound webhooks (api/, docs/api.md) -------------------------------------
+# Requests one API key may make per minute (counted in Redis, across all web processes).
+API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
+# How long an Idempotency-Key and its stored response are kept (Stripe keeps them 24 hours; never less).
+API_IDEMPOTENCY_KEY_HOURS = env.int("API_IDEMPOTENCY_KEY_HOURS", default=24)
+if API_IDEMPOTENCY_KEY_HOURS < 24:
+    raise ImproperlyConfigured("API_IDEMPOTENCY_KEY_HOURS must be at least 24.")
+# How long a webhook receiver may take to answer; must end well inside the Celery task's time limit.
+API_WEBHOOK_TIMEOUT_SECONDS = env.int("API_WEBHOOK_TIMEOUT_SECONDS", default=10)
+if not 0 < API_WEBHOOK_TIMEOUT_SECONDS < CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"API_WEBHOOK_TIMEOUT_SECONDS must be between 1 and {CELERY_TASK_SOFT_TIME_LIMIT - 1}."
+    )
+# How long a webhook is retried (exponential backoff); an endpoint failing all attempts this long is disabled.
+API_WEBHOOK_RETRY_HOURS = env.int("API_WEBHOOK_RETRY_HOURS", default=72)
+# How often beat looks for webhook deliveries that are due (retries, and first attempts whose task was lost).
+API_WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("API_WEBHOOK_SWEEP_INTERVAL_SECONDS", default=10.0)
+if API_WEBHOOK_SWEEP_INTERVAL_SECONDS <= 0:
+    raise ImproperlyConfigured("API_WEBHOOK_SWEEP_INTERVAL_SECONDS must be a positive number of seconds.")
+CELERY_BEAT_SCHEDULE["api-deliver-due-webhooks"] = {
+    "task": "api.tasks.deliver_due_webhooks_task",
+    "schedule": API_WEBHOOK_SWEEP_INTERVAL_SECONDS,
+    "options": {"expires": max(5.0, 5 * API_WEBHOOK_SWEEP_INTERVAL_SECONDS)},
+}
+CELERY_BEAT_SCHEDULE["api-purge-idempotency-keys"] = {
+    "task": "api.tasks.purge_idempotency_keys_task",
+    "schedule": 3600.0,
+    "options": {"expires": 1800.0},
+}
+# Who is told when a webhook endpoint is disabled (Django's mail_admins), comma-separated addresses, and how
+# mail leaves (django-environ's EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587).
+ADMINS = [(address, address) for address in env.list("ADMINS", default=[])]
+SERVER_EMAIL = env.str("SERVER_EMAIL", default="chatdesk@localhost")
+globals().update(env.email_url("EMAIL_URL", default="consolemail://"))
+
 for _name in (
     "CHAT2PAY_CLICK_WINDOW_SECONDS",
     "CHAT2PAY_PAY_WINDOW_SECONDS",
     "CHAT2PAY_WEBHOOK_TOLERANCE_SECONDS",
+    "CHAT2PAY_SANDBOX_DELAY_SECONDS",
+    "CHAT2PAY_RECONCILE_AFTER_SECONDS",
+    "CHAT2PAY_RECONCILE_LOOKBACK_HOURS",
     "HEARTBEAT_INTERVAL_SECONDS",
     "HEARTBEAT_STALE_AFTER_SECONDS",
     "SESSION_COOKIE_AGE",
     "DESK_MESSAGE_MAX_LENGTH",
     "CHANNEL_LAYER_MAX_CONNECTIONS",
+    "API_RATE_LIMIT_PER_MINUTE",
+    "API_WEBHOOK_RETRY_HOURS",
 ):
     if globals()[_name] <= 0:
         raise ImproperlyConfigured(f"{_name} must be a positive whole number.")

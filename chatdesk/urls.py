@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from api.v1 import api as api_v1
+
 from . import views
 
 urlpatterns = [
@@ -13,5 +15,6 @@ urlpatterns = [
     path("desk/", include("desk.urls")),
     path("chat/", include("desk.chat_urls")),
     path("supervisor/", include("supervisor.urls")),
+    path("api/v1/", api_v1.urls),
     path("", include("payments.urls")),
 ]

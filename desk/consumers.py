@@ -198,4 +198,4 @@ class CustomerChatConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(op)
 
     async def payment_request_changed(self, event):
-        """Nothing to redraw: the customer's transcript shows the link's text, and the pay page has its own socket."""
+        """Nothing to redraw: the customer's transcript shows the link as text; the pay page has its own."""

@@ -78,7 +78,7 @@ class Conversation(models.Model):
         return f"conversation-{self.pk}"
 
     def transcript(self):
-        """Every message in order, with what its partial shows (a payment message shows its card), in one query."""
+        """Every message in order, with what its partial shows (a payment message: its card), in one query."""
         return self.messages.select_related("author", "conversation__customer", "payment_request")
 
 

@@ -20,6 +20,7 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
+from api import outbox
 from desk.actions import display_name
 from desk.models import Conversation, Message
 
@@ -91,7 +92,7 @@ def _locked_for_update(payment_request_id: int) -> PaymentRequest:
 def _write_event(
     payment_request: PaymentRequest, *, from_status: str, now, actor: Actor, reason: Reason, details=None
 ) -> PaymentEvent:
-    return PaymentEvent.objects.create(
+    event = PaymentEvent.objects.create(
         payment_request=payment_request,
         from_status=from_status,
         to_status=payment_request.status,
@@ -101,6 +102,8 @@ def _write_event(
         reason=reason,
         details=details or {},
     )
+    outbox.record_payment_event(payment_request, event)  # webhooks: same transaction, delivered after commit
+    return event
 
 
 def _apply(
@@ -433,16 +436,63 @@ def record_gateway_event(gateway_name: str, event: GatewayEvent) -> str:
             return DUPLICATE
         if payment_request is None:
             return Outcome.UNMATCHED
-        now = timezone.now()
-        if event.kind == EventKind.PAYMENT_SUCCEEDED:
-            outcome = mark_paid(payment_request, event, inbox=inbox, now=now)
-        elif event.kind == EventKind.PAYMENT_FAILED:
-            outcome = record_payment_declined(payment_request, event, now=now)
-        else:
-            outcome = Outcome.IGNORED
+        outcome = _apply_gateway_event(payment_request, event, inbox=inbox, now=timezone.now())
         inbox.outcome = outcome
         inbox.save(update_fields=["outcome"])
     return outcome
+
+
+def record_received_gateway_event(inbox_id: int, event: GatewayEvent) -> str:
+    """Apply an event a webhook view already stored in the inbox (as RECEIVED) exactly once.
+
+    For gateways whose endpoint answers before processing (Stripe): the view verified and stored the event,
+    a task learned the truth from the gateway (`event`), and this applies it. A repeated task finds the inbox
+    row no longer RECEIVED and changes nothing (DUPLICATE).
+    """
+    inbox = GatewayWebhookEvent.objects.get(pk=inbox_id)
+    reference = event.client_reference
+    with transaction.atomic(durable=True):
+        # Lock order: the payment request first (as every transition does), then the inbox row.
+        payment_request = (
+            PaymentRequest.objects.select_for_update(no_key=True)
+            .filter(pk=int(reference), gateway=inbox.gateway)
+            .first()
+            if reference.isdigit() and len(reference) < 19
+            else None
+        )
+        inbox = GatewayWebhookEvent.objects.select_for_update(no_key=True).get(pk=inbox_id)
+        if inbox.outcome != Outcome.RECEIVED:
+            return DUPLICATE
+        if payment_request is None:
+            outcome = Outcome.UNMATCHED
+        else:
+            outcome = _apply_gateway_event(payment_request, event, inbox=inbox, now=timezone.now())
+        inbox.outcome = outcome
+        inbox.payment_request = payment_request
+        inbox.save(update_fields=["outcome", "payment_request"])
+    return outcome
+
+
+def _money_already_recorded(payment_request: PaymentRequest, payment_reference: str) -> bool:
+    """The same payment reported again (another event, the reconciler, the expire call's answer): one payment
+    is counted once, as the payment or as its exception, whatever reported it."""
+    return bool(payment_reference) and (
+        payment_request.events.filter(reason=Reason.PAID, details__payment=payment_reference).exists()
+        or payment_request.exceptions.filter(gateway_reference=payment_reference).exists()
+    )
+
+
+def _apply_gateway_event(
+    payment_request: PaymentRequest, event: GatewayEvent, *, inbox: GatewayWebhookEvent, now
+) -> str:
+    """One verified event's effect on a locked request (paid, exception, decline or nothing)."""
+    if event.kind == EventKind.PAYMENT_SUCCEEDED:
+        if _money_already_recorded(payment_request, event.payment_reference):
+            return Outcome.IGNORED
+        return mark_paid(payment_request, event, inbox=inbox, now=now)
+    if event.kind == EventKind.PAYMENT_FAILED:
+        return record_payment_declined(payment_request, event, now=now)
+    return Outcome.IGNORED
 
 
 def mark_paid(

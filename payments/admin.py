@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 
 from . import actions
 from .export import csv_response
+from .gateways.base import GatewayError
 from .models import BusinessProfile, GatewayWebhookEvent, PaymentEvent, PaymentException, PaymentRequest
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,11 @@ class PaymentExceptionAdmin(ReadOnlyAdmin):
     @admin.action(description="Refund the selected money through the gateway", permissions=["refund"])
     def refund(self, request, queryset) -> None:
         for exception in queryset:
-            exception = actions.refund_payment_exception(exception.pk, by=request.user)
+            try:
+                exception = actions.refund_payment_exception(exception.pk, by=request.user)
+            except GatewayError as error:  # still open: never reported as refunded
+                self.message_user(request, f"{exception}: not refunded ({error})", messages.ERROR)
+                continue
             self.message_user(request, f"{exception}: {exception.get_resolution_display()}", messages.SUCCESS)
 
     def has_refund_permission(self, request) -> bool:

@@ -50,7 +50,8 @@ class BusinessProfile(models.Model):
 
     @classmethod
     def load(cls) -> BusinessProfile:
-        return cls.objects.get_or_create(pk=1)[0]
+        """The profile (its row is created by a migration); reading it never writes, even on a GET."""
+        return cls.objects.filter(pk=1).first() or cls(pk=1)
 
 
 class PaymentRequest(models.Model):
@@ -206,6 +207,7 @@ class GatewayWebhookEvent(models.Model):
         IGNORED = "ignored", "Ignored (superseded or out of order)"
         EXCEPTION = "exception", "Recorded as a payment exception"
         UNMATCHED = "unmatched", "No matching payment request"
+        RECEIVED = "received", "Received, not processed yet"
 
     gateway = models.CharField(max_length=32)
     event_id = models.CharField(max_length=100)

@@ -11,9 +11,9 @@ import logging
 
 from celery import shared_task
 
-from . import actions
+from . import actions, stripe_inbox
 from .gateways import get_gateway
-from .gateways.base import CheckoutState
+from .gateways.base import CheckoutState, GatewayError
 from .gateways.sandbox import post_webhook
 from .models import PaymentRequest
 
@@ -26,18 +26,54 @@ def expire_due_payment_requests_task() -> int:
     return actions.expire_due_payment_requests()
 
 
-@shared_task(autoretry_for=(OSError,), retry_backoff=True, retry_backoff_max=300, max_retries=10)
+@shared_task(autoretry_for=(OSError, GatewayError), retry_backoff=True, retry_backoff_max=300, max_retries=10)
 def expire_gateway_checkout_task(payment_request_id: int) -> str:
     """Close an expired request's checkout at the gateway, so it takes no more money."""
     payment_request = PaymentRequest.objects.get(pk=payment_request_id)
     state = get_gateway(payment_request.gateway).expire_checkout(payment_request.gateway_reference)
     if state == CheckoutState.COMPLETE:
-        # Paid just before the deadline: the gateway's webhook turns the request `paid` (B3), not this task.
+        # Paid just before the deadline: that is a payment, never an expiry (B3). The sandbox's webhook
+        # reports it; for Stripe we ask for the session now rather than wait for (or miss) the webhook.
         logger.info("Checkout of payment request %s completed before it expired", payment_request_id)
+        if payment_request.gateway == stripe_inbox.GATEWAY:
+            stripe_inbox.settle_checkout(payment_request_id, why="expire")
     return state
 
 
-@shared_task(autoretry_for=(OSError,), retry_backoff=True, retry_backoff_max=300, max_retries=10)
-def deliver_sandbox_webhook_task(url: str, body: str) -> None:
+@shared_task(bind=True, autoretry_for=(OSError,), retry_backoff=True, retry_backoff_max=300, max_retries=10)
+def deliver_sandbox_webhook_task(self, url: str, body: str, drop_first: bool = False) -> None:
     """The sandbox gateway's webhook delivery, retried with backoff like a real gateway's."""
+    if drop_first and self.request.retries == 0:
+        raise OSError("sandbox chaos: the first delivery attempt was dropped")
     post_webhook(url, body)
+
+
+# Stripe: each task re-reads its inbox row or request and is a no-op once done, so a retry or a redelivery
+# (acks_late, a lost worker) is harmless.
+@shared_task(
+    autoretry_for=(OSError, GatewayError),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    max_retries=12,
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
+def process_stripe_event_task(inbox_id: int) -> str:
+    """Apply one stored Stripe webhook event, after asking Stripe for the session's current state."""
+    return stripe_inbox.process_stored_event(inbox_id)
+
+
+@shared_task
+def reconcile_stripe_checkouts_task() -> int:
+    """Ask Stripe about requests past their pay deadline whose final state we have not seen; re-queue stored
+    events whose task was lost. Returns how many requests were asked about."""
+    for inbox_id in stripe_inbox.stuck_inbox_events():
+        process_stripe_event_task.delay(inbox_id)
+    asked = 0
+    for payment_request_id in stripe_inbox.requests_to_reconcile():
+        try:
+            stripe_inbox.settle_checkout(payment_request_id, why="reconcile")
+        except GatewayError as error:  # Stripe unreachable: the next run asks again
+            logger.warning("Could not reconcile payment request %s: %s", payment_request_id, error)
+        asked += 1
+    return asked

@@ -3,7 +3,7 @@ gateway webhooks under /webhooks/<gateway>/."""
 
 from django.urls import path
 
-from . import views
+from . import stripe_views, views
 
 app_name = "payments"
 urlpatterns = [
@@ -14,4 +14,6 @@ urlpatterns = [
     path("pay/<str:token>/open/", views.open_link, name="open"),
     path("pay/<str:token>/payment/", views.submit_payment, name="submit_payment"),
     path("webhooks/sandbox/", views.gateway_webhook, {"gateway_name": "sandbox"}, name="sandbox_webhook"),
+    path("webhooks/stripe/", stripe_views.webhook, name="stripe_webhook"),
+    path("pay/stripe/return/", stripe_views.checkout_return, name="stripe_return"),
 ]

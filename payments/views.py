@@ -15,7 +15,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import reswap, retarget
+from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
 from desk.access import agent_required
 
@@ -152,6 +152,8 @@ def submit_payment(request: HttpRequest, token: str) -> HttpResponse:
     started = gateway.start_payment(payment_request.gateway_reference, form, site_url=site_url(request))
     if started.outcome == PaymentOutcome.CLOSED:
         return _whole_section(request, result.payment_request, token)
+    if started.redirect_url:  # a hosted payment page (Stripe Checkout) takes the card from here
+        return HttpResponseClientRedirect(started.redirect_url)
     context = pay_page_context(
         result.payment_request,
         token=token,

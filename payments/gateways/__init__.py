@@ -4,8 +4,9 @@ from django.conf import settings
 
 from .base import Gateway
 from .sandbox import SandboxGateway
+from .stripe import StripeGateway
 
-_GATEWAYS: dict[str, Gateway] = {"sandbox": SandboxGateway()}
+_GATEWAYS: dict[str, Gateway] = {"sandbox": SandboxGateway(), "stripe": StripeGateway()}
 
 
 def get_gateway(name: str | None = None) -> Gateway:

@@ -56,6 +56,7 @@ class Checkout:
 class PaymentStart:
     outcome: PaymentOutcome
     message: str = ""
+    redirect_url: str = ""  # a hosted-page gateway (Stripe Checkout): send the customer there
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import secrets
 import time
 import urllib.request
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urljoin
 
@@ -38,6 +38,7 @@ from .base import (
     Checkout,
     CheckoutState,
     EventKind,
+    GatewayError,
     GatewayEvent,
     InvalidWebhook,
     PaymentOutcome,
@@ -45,6 +46,24 @@ from .base import (
 )
 
 SIGNATURE_HEADER = "Sandbox-Signature"
+# Chaos knobs (CHAT2PAY_SANDBOX_CHAOS), each one a gateway behaviour from the reliability spec, so every
+# scenario is a deterministic test and can be tried by hand on a demo desk:
+CHAOS = (
+    "duplicate",  # every webhook is delivered three times (C3 #22)
+    "reorder",  # a stale decline is delivered after the payment's success (C3 #23)
+    "delay",  # the webhook arrives CHAT2PAY_SANDBOX_DELAY_SECONDS after the pay deadline (B3, C3 #24)
+    "drop_then_retry",  # the first delivery attempt fails; the retry delivers (C3 #27)
+    "complete_before_expire",  # the expire call finds the checkout paid a moment earlier (C1 #4)
+    "decline",  # every card is declined (C1 #9)
+    "fail_refunds",  # refunds fail, so late money stays open (C3 #30)
+)
+CHAOS_DECLINE = ("card_declined", "Your card was declined. Try another card.")
+
+
+def chaos(knob: str) -> bool:
+    return knob in settings.CHAT2PAY_SANDBOX_CHAOS
+
+
 DECLINES = {
     "4000000000000002": ("card_declined", "Your card was declined. Try another card."),
     "4000000000009995": ("insufficient_funds", "Your card has insufficient funds. Try another card."),
@@ -100,6 +119,72 @@ def post_webhook(url: str, body: str) -> None:
     )
     with urllib.request.urlopen(request, timeout=10) as response:  # non-2xx raises HTTPError (an OSError)
         response.read()
+
+
+def _deliveries(event: dict, checkout: SandboxCheckout, now: datetime) -> list[tuple[str, dict]]:
+    """The webhook deliveries one payment causes, as (body, apply_async options), after the chaos knobs."""
+    options: dict = {}
+    if chaos("delay"):
+        late = (checkout.expires_at - now).total_seconds() + settings.CHAT2PAY_SANDBOX_DELAY_SECONDS
+        options["countdown"] = max(0.0, late)
+    if chaos("drop_then_retry"):
+        options["kwargs"] = {"drop_first": True}
+    deliveries = [(json.dumps(event), options)] * (3 if chaos("duplicate") else 1)
+    if chaos("reorder") and event["type"] == EventKind.PAYMENT_SUCCEEDED:
+        # An earlier attempt's decline, held up in the gateway's queue, arrives after the success.
+        stale = {
+            **event,
+            "id": f"evt_sbx_{secrets.token_hex(12)}",
+            "type": EventKind.PAYMENT_FAILED,
+            "created": event["created"] - 1,
+            "data": {
+                **event["data"],
+                "payment": f"pay_sbx_{secrets.token_hex(12)}",
+                "failure_code": CHAOS_DECLINE[0],
+                "failure_message": CHAOS_DECLINE[1],
+            },
+        }
+        deliveries.append((json.dumps(stale), options))
+    return deliveries
+
+
+def _complete_just_before_expiry(checkout_reference: str) -> None:
+    """Chaos: the customer's payment lands a moment before the expire call (the sandbox's own record and its
+    webhook, as a real gateway would send it)."""
+    from payments.tasks import deliver_sandbox_webhook_task
+
+    with transaction.atomic():
+        checkout = (
+            SandboxCheckout.objects.select_for_update(no_key=True)
+            .filter(reference=checkout_reference, state=SandboxCheckout.State.OPEN)
+            .first()
+        )
+        if checkout is None:
+            return
+        started = checkout.expires_at - timedelta(seconds=1)
+        checkout.state = SandboxCheckout.State.COMPLETE
+        checkout.completed_at = started
+        checkout.save(update_fields=["state", "completed_at"])
+        event = {
+            "id": f"evt_sbx_{secrets.token_hex(12)}",
+            "type": EventKind.PAYMENT_SUCCEEDED,
+            "created": int(started.timestamp()),
+            "data": {
+                "checkout": checkout.reference,
+                "client_reference": checkout.client_reference,
+                "payment": f"pay_sbx_{secrets.token_hex(12)}",
+                "amount": str(lifecycle.quantize(checkout.amount, checkout.currency)),
+                "currency": checkout.currency,
+                "started_at": started.isoformat(),
+                "card": {"brand": "visa", "last4": "4242"},
+                "failure_code": "",
+                "failure_message": "",
+            },
+        }
+        url = settings.CHAT2PAY_SANDBOX_WEBHOOK_URL or urljoin(
+            settings.CHAT2PAY_PUBLIC_BASE_URL or "http://127.0.0.1/", reverse("payments:sandbox_webhook")
+        )
+        deliver_sandbox_webhook_task.delay_on_commit(url, json.dumps(event))
 
 
 def _luhn_valid(digits: str) -> bool:
@@ -199,7 +284,9 @@ class SandboxGateway:
         from payments.tasks import deliver_sandbox_webhook_task  # the task module imports the gateways
 
         now = timezone.now()
-        decline = DECLINES.get(form.cleaned_data["card_number"])
+        decline = DECLINES.get(form.cleaned_data["card_number"]) or (
+            CHAOS_DECLINE if chaos("decline") else None
+        )
         with transaction.atomic():
             # Lock the checkout: two tabs paying at once charge it once.
             checkout = (
@@ -232,12 +319,15 @@ class SandboxGateway:
             url = settings.CHAT2PAY_SANDBOX_WEBHOOK_URL or urljoin(
                 site_url, reverse("payments:sandbox_webhook")
             )
-            deliver_sandbox_webhook_task.delay_on_commit(url, json.dumps(event))
+            for body, options in _deliveries(event, checkout, now):
+                deliver_sandbox_webhook_task.apply_async_on_commit((url, body), **options)
         if decline:
             return PaymentStart(PaymentOutcome.DECLINED, decline[1])
         return PaymentStart(PaymentOutcome.APPROVED)
 
     def expire_checkout(self, checkout_reference: str) -> CheckoutState:
+        if chaos("complete_before_expire"):
+            _complete_just_before_expiry(checkout_reference)
         SandboxCheckout.objects.filter(reference=checkout_reference, state=SandboxCheckout.State.OPEN).update(
             state=SandboxCheckout.State.EXPIRED
         )
@@ -275,5 +365,7 @@ class SandboxGateway:
             raise InvalidWebhook(f"malformed event: {error!r}") from None
 
     def refund(self, payment_reference: str, amount: Decimal, currency: str, *, idempotency_key: str) -> str:
+        if chaos("fail_refunds"):
+            raise GatewayError("Sandbox chaos: the refund failed.")
         # The same key always names the same refund, as a real gateway's idempotency keys do.
         return "re_sbx_" + hashlib.sha256(f"{idempotency_key}:{payment_reference}".encode()).hexdigest()[:24]

@@ -34,7 +34,10 @@ def open_conversation(page: Page, conversation_id: int) -> None:
 
 def accepted_conversation(agent):
     conversation = call_in_thread(
-        desk_actions.start_conversation, name=CUSTOMER, phone="+27825550199", body="I'd like to pay for my order."
+        desk_actions.start_conversation,
+        name=CUSTOMER,
+        phone="+27825550199",
+        body="I'd like to pay for my order.",
     )
     return call_in_thread(desk_actions.accept_conversation, conversation.pk, agent=agent)
 
@@ -143,7 +146,9 @@ def test_a_cancel_shows_a_toast_tells_the_customer_and_kills_the_link(
     card(agent1_page, "B-2002").get_by_role("button", name="Cancel payment").click()
 
     # Then a toast says it is canceled, and the card shows it without the button
-    expect(agent1_page.get_by_role("status").filter(has_text="Payment request for order B-2002 canceled.")).to_be_visible()
+    expect(
+        agent1_page.get_by_role("status").filter(has_text="Payment request for order B-2002 canceled.")
+    ).to_be_visible()
     expect(card(agent1_page, "B-2002")).to_have_attribute("data-status", "canceled")
     expect(card(agent1_page, "B-2002").get_by_role("button", name="Cancel payment")).to_have_count(0)
     # And the customer is told in the vendor's words, live
@@ -175,6 +180,8 @@ def test_a_cancel_after_the_customer_clicked_is_refused_with_a_toast(
 
     # Then agent1's Cancel is refused with the spec's reason, and the card shows the truth
     card(page, "C-3003").get_by_role("button", name="Cancel payment").click()
-    expect(page.get_by_role("status").filter(has_text="The customer has already clicked the link.")).to_be_visible()
+    expect(
+        page.get_by_role("status").filter(has_text="The customer has already clicked the link.")
+    ).to_be_visible()
     expect(card(page, "C-3003")).to_have_attribute("data-status", "clicked")
     expect(customer_page.get_by_label("Card number")).to_be_visible()  # nothing changed for the customer

@@ -23,7 +23,10 @@ EXPIRED_WITHIN_MS = (max(CLICK_WINDOW, PAY_WINDOW) + 5) * 1000
 
 @pytest.fixture(scope="module")
 def live_server_env():
-    return {"CHAT2PAY_CLICK_WINDOW_SECONDS": str(CLICK_WINDOW), "CHAT2PAY_PAY_WINDOW_SECONDS": str(PAY_WINDOW)}
+    return {
+        "CHAT2PAY_CLICK_WINDOW_SECONDS": str(CLICK_WINDOW),
+        "CHAT2PAY_PAY_WINDOW_SECONDS": str(PAY_WINDOW),
+    }
 
 
 @pytest.fixture(autouse=True)

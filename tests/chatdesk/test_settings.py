@@ -20,6 +20,11 @@ PRODUCTION = {
     "DEBUG": "false",
     "ALLOWED_HOSTS": "desk.example.com",
     "CSRF_TRUSTED_ORIGINS": "https://desk.example.com",
+    # Real money: the sandbox is refused with DEBUG off (payments.E003), Stripe needs its keys (E004).
+    "CHAT2PAY_GATEWAY": "stripe",
+    "CHAT2PAY_PUBLIC_BASE_URL": "https://desk.example.com/",
+    "STRIPE_SECRET_KEY": "sk_live_example",
+    "STRIPE_WEBHOOK_SECRET": "whsec_example",
 }
 # Variables that would weaken the production defaults if they leaked in from the test environment.
 SECURITY_OVERRIDES = [
@@ -121,6 +126,28 @@ class TestMalformedValuesStopStartUp:
 
         assert result.returncode != 0
         assert "ImproperlyConfigured: Set ALLOWED_HOSTS" in result.stderr
+
+
+class TestGatewayChecks:
+    def test_the_sandbox_is_refused_in_production_unless_allowed(self):
+        refused = _manage("check", **_production(CHAT2PAY_GATEWAY="sandbox"))
+        allowed = _manage("check", **_production(CHAT2PAY_GATEWAY="sandbox", CHAT2PAY_ALLOW_SANDBOX="true"))
+
+        assert refused.returncode != 0
+        assert "payments.E003" in refused.stderr
+        assert allowed.returncode == 0, allowed.stderr
+
+    def test_stripe_is_refused_without_its_keys(self):
+        result = _manage("check", **_production(STRIPE_SECRET_KEY=None, STRIPE_WEBHOOK_SECRET=None))
+
+        assert result.returncode != 0
+        assert "payments.E004" in result.stderr
+        assert "STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET" in result.stderr
+
+    def test_the_embedded_debug_desk_keeps_the_sandbox(self):
+        result = _manage("check", DEBUG="true", CHAT2PAY_GATEWAY=None, CHAT2PAY_ALLOW_SANDBOX=None)
+
+        assert result.returncode == 0, result.stderr
 
 
 class TestValuesAreRead:
