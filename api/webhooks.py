@@ -212,8 +212,8 @@ def _note_failure(delivery: WebhookDelivery, now, *, gave_up: bool) -> None:
     )
     failing_since_before = now - timedelta(hours=settings.API_WEBHOOK_RETRY_HOURS)
     if gave_up:
-        first_attempt_at = delivery.attempt_log.order_by("attempted_at").values_list("attempted_at", flat=True)
-        failing_since_before = max(failing_since_before, first_attempt_at[0])
+        first_attempt = delivery.attempt_log.order_by("attempted_at").first()
+        failing_since_before = max(failing_since_before, first_attempt.attempted_at)
     reason = f"Every delivery failed for {settings.API_WEBHOOK_RETRY_HOURS} hours"
     disabled = WebhookEndpoint.objects.filter(
         pk=endpoint_id, is_enabled=True, failing_since__lte=failing_since_before

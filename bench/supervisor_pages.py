@@ -73,6 +73,7 @@ def page_urls() -> dict[str, str]:
         "list filtered by status": reverse("supervisor:index") + "?status=paid",
         "list filtered by agent": reverse("supervisor:index") + f"?agent={busiest}",
         "list searched by order number": reverse("supervisor:index") + "?q=BENCH-00123",
+        "list searched, every customer matches": reverse("supervisor:index") + "?q=customer",
         "list sorted by amount, page 200": reverse("supervisor:index") + "?sort=-amount&page=200",
         "live fragment (list + totals)": reverse("supervisor:transaction_results"),
         "transaction detail": reverse("supervisor:transaction", args=[sample]),
@@ -89,6 +90,7 @@ def query_counts(pages: dict[str, str]) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--explain", action="store_true", help="Print EXPLAIN ANALYZE of each page's queries.")
     args = parser.parse_args()
 
     count = PaymentRequest.objects.count()
@@ -97,6 +99,11 @@ def main() -> None:
     client = Client()
     client.force_login(supervisor)
     pages = page_urls()
+    if args.explain:
+        for name, url in pages.items():
+            if not name.startswith("baseline"):
+                explain(client, name, url)
+        return
     samples: dict[str, list[float]] = {name: [] for name in pages}
     queries: dict[str, int] = {}
     anonymous = Client()  # the login page redirects people who are already logged in

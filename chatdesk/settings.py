@@ -73,6 +73,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "chatdesk.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -163,6 +164,19 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
+# Django's backend behind a failed-login throttle (chatdesk.throttling), on every login form incl. the admin's.
+AUTHENTICATION_BACKENDS = ["chatdesk.throttling.ThrottledModelBackend"]
+
+# --- Rate limits (django-ratelimit, counted in Redis through the default cache; chatdesk/throttling.py) --
+# Rates are "<count>/<period>", period s, m, h or d with an optional multiplier, e.g. "20/10m".
+RATELIMIT_UNKNOWN_TOKENS = env.str("RATELIMIT_UNKNOWN_TOKENS", default="20/10m")
+RATELIMIT_LOGIN_FAILURES = env.str("RATELIMIT_LOGIN_FAILURES", default="10/15m")
+RATELIMIT_CHAT_STARTS = env.str("RATELIMIT_CHAT_STARTS", default="20/h")
+# The request header holding the client address; behind a proxy, one the proxy sets (e.g. HTTP_X_REAL_IP).
+RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="REMOTE_ADDR")
+for _name in ("RATELIMIT_UNKNOWN_TOKENS", "RATELIMIT_LOGIN_FAILURES", "RATELIMIT_CHAT_STARTS"):
+    if not re.fullmatch(r"[1-9]\d*/\d*[smhd]", globals()[_name]):
+        raise ImproperlyConfigured(f"{_name} must be a rate such as 20/10m.")
 
 # --- Security (safe production defaults; the embedded DEBUG desk relaxes only what plain HTTP needs) ----
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
@@ -202,7 +216,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Customer link tokens and phone numbers never reach a log line in full (chatdesk/logredact.py).
+    "filters": {"redact_secrets": {"()": "chatdesk.logredact.RedactSecretsFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO").upper()},
 }
 if LOGGING["root"]["level"] not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

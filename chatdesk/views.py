@@ -3,6 +3,7 @@
 import time
 
 from django.conf import settings
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
@@ -14,6 +15,7 @@ from django.views.decorators.http import require_safe
 
 from desk.access import is_agent, is_supervisor
 
+from . import throttling
 from .celery import BEAT_HEARTBEAT_KEY, WORKER_HEARTBEAT_KEY
 
 
@@ -63,3 +65,18 @@ def healthz(request: HttpRequest) -> JsonResponse:
     down = [name for name, ok in checks.items() if not ok]
     body["status"] = "ok" if not down else "down: " + ", ".join(down)
     return JsonResponse(body, status=200 if not down else 503)
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page; once an IP or username has failed too often it answers 429 with the form and a
+    message (the authentication backend refuses such attempts anyway, on the admin's login too)."""
+
+    redirect_authenticated_user = True
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if throttling.login_blocked(request, request.POST.get("username", "")):
+            form = self.get_form()
+            form.errors.clear()
+            form.add_error(None, throttling.TOO_MANY)
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().post(request, *args, **kwargs)

@@ -3,6 +3,8 @@
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from chatdesk import throttling
+
 from . import access, actions
 from .forms import MessageForm, StartChatForm
 
@@ -11,6 +13,8 @@ from .forms import MessageForm, StartChatForm
 def start(request):
     form = StartChatForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        if throttling.chat_start_limited(request):  # each chat lands in every agent's queue
+            return throttling.too_many_requests()
         conversation = actions.start_conversation(
             name=form.cleaned_data["name"], phone=form.cleaned_data["phone"], body=form.cleaned_data["body"]
         )
@@ -18,6 +22,7 @@ def start(request):
     return render(request, "chat/start.html", {"form": form}, status=422 if form.errors else 200)
 
 
+@throttling.limit_token_guessing  # an unknown token (404) counts against the client's guesses
 @require_http_methods(["GET", "HEAD"])
 def conversation(request, token: str):
     conversation = access.get_conversation_for_customer(token)
@@ -33,6 +38,7 @@ def conversation(request, token: str):
     return response
 
 
+@throttling.limit_token_guessing
 @require_POST
 def send_message(request, token: str):
     conversation = access.get_conversation_for_customer(token)

@@ -5,12 +5,14 @@ Pushes are hints: each handler re-reads the row and renders the same partial the
 browser ignores a late or duplicate push (static/desk/realtime.js).
 """
 
+from asgiref.sync import sync_to_async
 from channels.auth import get_user
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.http import Http404
 from django.template.loader import render_to_string
 
+from chatdesk import throttling
 from payments import realtime as payments_realtime
 
 from . import access, realtime
@@ -153,8 +155,14 @@ class CustomerChatConsumer(AsyncJsonWebsocketConsumer):
     """The customer's own chat page, authorised by its unguessable token."""
 
     async def connect(self):
+        client = throttling.scope_as_request(self.scope)
+        # The same guess limit as /chat/<token>/: a refused socket is an answer too.
+        if await sync_to_async(throttling.token_guessing_blocked)(client):
+            await refuse(self)
+            return
         self.conversation_id = await self._conversation_id()
         if self.conversation_id is None:
+            await sync_to_async(throttling.count_unknown_token)(client)
             await refuse(self)
             return
         self.group = realtime.conversation_group(self.conversation_id)

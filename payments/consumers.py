@@ -7,9 +7,11 @@ and realtime.js brings reconnects and version checks for free. Each (re)connect 
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from chatdesk import throttling
 from desk.consumers import CLOSE_FORBIDDEN
 
 from . import access, realtime
@@ -18,8 +20,14 @@ from . import access, realtime
 class PaymentPageConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.token = self.scope["url_route"]["kwargs"]["token"]
+        client = throttling.scope_as_request(self.scope)
+        # The same guess limit as /pay/<token>/: a refused socket is an answer too.
+        if await sync_to_async(throttling.token_guessing_blocked)(client):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
         self.payment_request_id = await self._payment_request_id()
         if self.payment_request_id is None:
+            await sync_to_async(throttling.count_unknown_token)(client)
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.group = realtime.pay_page_group(self.payment_request_id)

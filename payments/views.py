@@ -17,6 +17,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 
+from chatdesk import throttling
 from desk.access import agent_required
 
 from . import access, actions, lifecycle
@@ -112,6 +113,7 @@ def _page_status(context: dict) -> int:
 
 
 @customer_page
+@throttling.limit_token_guessing  # an unknown token (404) counts against the client's guesses
 @require_http_methods(["GET", "HEAD"])
 def pay(request: HttpRequest, token: str) -> HttpResponse:
     """The customer's payment page. A GET never changes anything (previews, HEAD, crawlers): the page's own
@@ -122,10 +124,13 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @customer_page
+@throttling.limit_token_guessing
 @require_POST
 def open_link(request: HttpRequest, token: str) -> HttpResponse:
     """The click: start the pay window and open the gateway's checkout, then show its form."""
     payment_request = access.get_payment_request_for_customer(token)
+    if payment_request is None:
+        throttling.count_unknown_token(request)
     if payment_request is None or access.looks_like_link_preview(request.headers.get("User-Agent", "")):
         return HttpResponse(status=204)  # htmx leaves the page as it is; nothing was registered
     payment_request = actions.register_click(payment_request.pk).payment_request
@@ -134,11 +139,14 @@ def open_link(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @customer_page
+@throttling.limit_token_guessing
 @sensitive_post_parameters("card_number", "expiry", "cvc")
 @require_POST
 def submit_payment(request: HttpRequest, token: str) -> HttpResponse:
     """The gateway form's submit: record the attempt (only inside the window), then hand it to the gateway."""
     payment_request = access.get_payment_request_for_customer(token)
+    if payment_request is None:
+        throttling.count_unknown_token(request)
     if payment_request is None or not payment_request.gateway_reference:
         return _whole_section(request, payment_request, token)
     gateway = get_gateway(payment_request.gateway)

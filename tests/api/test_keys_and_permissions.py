@@ -27,9 +27,12 @@ class TestCreatingKeys:
 
         key = out.getvalue().strip().splitlines()[-1]
         api_key = ApiKey.objects.get()
-        assert key.startswith("cdk_") and len(key) > 40
-        assert api_key.name == "OMS production" and api_key.scope == "write"
-        assert api_key.prefix == key[:12] and api_key.key_hash == keys.hash_key(key)
+        assert key.startswith("cdk_")
+        assert len(key) > 40
+        assert api_key.name == "OMS production"
+        assert api_key.scope == "write"
+        assert api_key.prefix == key[:12]
+        assert api_key.key_hash == keys.hash_key(key)
         assert key not in str(ApiKey.objects.values().get())
         assert ApiClient(key).get(LIST).status_code == 200
 
@@ -51,7 +54,8 @@ class TestCreatingKeys:
         )
 
         api_key.refresh_from_db()
-        assert api_key.revoked_at is not None and api_key.revoked_by.username == "admin"
+        assert api_key.revoked_at is not None
+        assert api_key.revoked_by.username == "admin"
         response = ApiClient(read_key).get(LIST)
         assert response.status_code == 401
         assert response.json()["code"] == "api_key_revoked"
@@ -124,5 +128,6 @@ class TestPermissions:
     def test_keys_carry_no_secret_in_their_string(self, read_key):
         api_key = ApiKey.objects.get()
 
-        assert read_key not in str(api_key) and api_key.prefix in str(api_key)
+        assert read_key not in str(api_key)
+        assert api_key.prefix in str(api_key)
         assert api_key.created_at <= timezone.now()

@@ -28,12 +28,16 @@ class TestList:
 
         body = oms.get(LIST).json()
 
-        assert body["object"] == "list" and body["has_more"] is False and body["next_cursor"] is None
+        assert body["object"] == "list"
+        assert body["has_more"] is False
+        assert body["next_cursor"] is None
         assert [row["id"] for row in body["data"]] == [second.pk, first.pk]
         row = body["data"][0]
         assert row["object"] == "payment_request"
-        assert row["status"] == "sent" and row["version"] == 1
-        assert row["amount"] == "120.50" and row["currency"] == "ZAR"
+        assert row["status"] == "sent"
+        assert row["version"] == 1
+        assert row["amount"] == "120.50"
+        assert row["currency"] == "ZAR"
         assert row["agent"] == {"id": alice.pk, "username": "alice", "name": "Alice Agent"}
         assert row["customer"]["phone"] == alices_conversation.customer.phone
         assert row["expires_at"] == row["click_deadline"]
@@ -86,7 +90,8 @@ class TestDetail:
 
         body = oms.get(f"{LIST}/{payment_request.pk}").json()
 
-        assert body["status"] == "clicked" and body["version"] == 2
+        assert body["status"] == "clicked"
+        assert body["version"] == 2
         assert [(h["from_status"], h["to_status"], h["actor"], h["reason"]) for h in body["history"]] == [
             (None, "sent", "agent", "sent"),
             ("sent", "clicked", "customer", "clicked"),
@@ -113,12 +118,15 @@ class TestCreate:
         assert response.status_code == 201
         body = response.json()
         payment_request = PaymentRequest.objects.get()
-        assert body["id"] == payment_request.pk and body["status"] == "sent"
+        assert body["id"] == payment_request.pk
+        assert body["status"] == "sent"
         assert body["history"][0]["actor_user"]["id"] == alice.pk
-        assert payment_request.agent == alice and payment_request.amount == Decimal("120.50")
+        assert payment_request.agent == alice
+        assert payment_request.amount == Decimal("120.50")
         assert payment_request.phone == alices_conversation.customer.phone
         assert payment_request.message.kind == Message.Kind.PAYMENT
-        assert "API-1001" in payment_request.message.body and "/pay/" in payment_request.message.body
+        assert "API-1001" in payment_request.message.body
+        assert "/pay/" in payment_request.message.body
 
     def test_the_currency_defaults_to_the_deployments(self, oms, alices_conversation, alice, settings):
         body = create_body(alices_conversation, alice)
@@ -194,7 +202,8 @@ class TestCancel:
         response = oms.post_json(f"{LIST}/{payment_request.pk}/cancel")
 
         assert response.status_code == 200
-        assert response.json()["status"] == "canceled" and response.json()["version"] == 2
+        assert response.json()["status"] == "canceled"
+        assert response.json()["version"] == 2
         assert response.json()["history"][-1]["actor_user"]["id"] == alice.pk
         assert alices_conversation.messages.filter(body="The ORD-7 has been canceled by the Agent").exists()
 
