@@ -29,9 +29,11 @@ pytestmark = pytest.mark.django_db
 # Budgets (today's counts; lower them when a change makes a path cheaper).
 TRANSITION_QUERIES = 6  # lock, update, history insert, + the test transaction's savepoints
 CARD_RENDER_QUERIES = 1  # the consumer re-reads the row and renders the card
-WEBHOOK_QUERIES = 16  # verify, inbox insert, lock, update, history, confirmation message, its conversation
+# verify, inbox insert, lock, update, history, confirmation message, its conversation, and the integrations
+# outbox (api.outbox): which webhook endpoints subscribe to the event.
+WEBHOOK_QUERIES = 18
 SWEEP_FIXED_QUERIES = 8  # per sweep: the two due-queries per batch, savepoints
-SWEEP_QUERIES_PER_REQUEST = 2  # update + history insert
+SWEEP_QUERIES_PER_REQUEST = 3  # update, history insert, outbox subscription lookup
 GROUPS_PER_CHANGE = 3  # the conversation's pages, the supervisors, the customer's pay page
 
 
