@@ -1,56 +1,15 @@
 """The desk and customer websockets, against the real Redis channel layer and committed PostgreSQL data."""
 
-import asyncio
-
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.test import Client
 
 from chatdesk.asgi import application
 from desk import actions
-from desk.consumers import CLOSE_FORBIDDEN
 from tests.factories import AgentFactory, ConversationFactory, SupervisorFactory
+from tests.websockets import ORIGIN, assert_refused, connect, drain, receive_until, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ORIGIN = (b"origin", b"http://127.0.0.1")
-
-
-@database_sync_to_async
-def session_cookie(user) -> tuple[bytes, bytes]:
-    client = Client()
-    client.force_login(user)
-    return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
-
-
-async def connect(path: str, *headers) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN, *headers])
-    connected, code = await communicator.connect(timeout=5)
-    assert connected, f"refused with {code}"
-    return communicator
-
-
-async def receive_until(communicator, predicate, timeout: float = 5) -> dict:
-    """The first op matching `predicate`, skipping others (e.g. list refresh hints)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            op = await communicator.receive_json_from(timeout=timeout)
-            if predicate(op):
-                return op
-
-
-async def assert_refused(communicator: WebsocketCommunicator) -> None:
-    """The socket is turned away with 4403 (accepted first, so the browser sees the code)."""
-    connected, _ = await communicator.connect(timeout=5)
-    assert connected
-    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": CLOSE_FORBIDDEN}
-
-
-async def drain(communicator) -> list[dict]:
-    ops = []
-    while not await communicator.receive_nothing(timeout=0.3):
-        ops.append(await communicator.receive_json_from())
-    return ops
 
 
 async def test_an_anonymous_socket_is_refused():
@@ -71,7 +30,9 @@ async def test_an_agent_cannot_open_another_agents_conversation():
     conversation = await database_sync_to_async(ConversationFactory)(status="open", assigned_agent=alice)
     await assert_refused(
         WebsocketCommunicator(
-            application, f"/ws/desk/conversations/{conversation.pk}/", headers=[ORIGIN, await session_cookie(bob)]
+            application,
+            f"/ws/desk/conversations/{conversation.pk}/",
+            headers=[ORIGIN, await session_cookie(bob)],
         )
     )
 
@@ -119,7 +80,9 @@ async def test_a_conversation_page_gets_new_messages_rendered_and_escaped():
     socket = await connect(f"/ws/desk/conversations/{conversation.pk}/", await session_cookie(alice))
     await drain(socket)
 
-    await database_sync_to_async(actions.receive_customer_message)(conversation.pk, body="<script>alert(1)</script>")
+    await database_sync_to_async(actions.receive_customer_message)(
+        conversation.pk, body="<script>alert(1)</script>"
+    )
 
     op = await receive_until(socket, lambda op: op.get("container") == f"transcript-{conversation.pk}")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in op["html"]
@@ -135,7 +98,9 @@ async def test_messages_sent_while_disconnected_are_in_the_snapshot_after_reconn
     socket = await connect(path, cookie)
     await socket.disconnect()
 
-    await database_sync_to_async(actions.receive_customer_message)(conversation.pk, body="while you were away")
+    await database_sync_to_async(actions.receive_customer_message)(
+        conversation.pk, body="while you were away"
+    )
 
     socket = await connect(path, cookie)
     snapshot = await drain(socket)
@@ -153,9 +118,13 @@ async def test_pushes_carry_the_current_version_so_a_stale_one_can_be_ignored():
 
     accepted = await database_sync_to_async(actions.accept_conversation)(conversation.pk, agent=alice)
     await database_sync_to_async(actions.close_conversation)(conversation.pk, agent=alice)
-    closed_version = (await database_sync_to_async(lambda: type(accepted).objects.get(pk=accepted.pk))()).version
+    closed_version = (
+        await database_sync_to_async(lambda: type(accepted).objects.get(pk=accepted.pk))()
+    ).version
 
-    headers = [op for op in await drain(socket) if f"conversation-header-{conversation.pk}" in op.get("html", "")]
+    headers = [
+        op for op in await drain(socket) if f"conversation-header-{conversation.pk}" in op.get("html", "")
+    ]
     assert headers, "no header pushes"
     assert all(f'data-version="{closed_version}"' in op["html"] for op in headers)
     await socket.disconnect()
@@ -166,7 +135,9 @@ async def test_a_supervisor_receives_read_only_events_of_every_conversation():
     conversation = await database_sync_to_async(ConversationFactory)(status="open", assigned_agent=alice)
     socket = await connect(f"/ws/desk/conversations/{conversation.pk}/", await session_cookie(sam))
     snapshot = await drain(socket)
-    assert not any("Accept chat" in op.get("html", "") or "Close chat" in op.get("html", "") for op in snapshot)
+    assert not any(
+        "Accept chat" in op.get("html", "") or "Close chat" in op.get("html", "") for op in snapshot
+    )
 
     await database_sync_to_async(actions.receive_customer_message)(conversation.pk, body="hello")
     op = await receive_until(socket, lambda op: op.get("container") == f"transcript-{conversation.pk}")

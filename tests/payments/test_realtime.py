@@ -19,23 +19,9 @@ from payments import actions, tasks
 from payments.lifecycle import Status
 from tests.factories import AgentFactory, ConversationFactory, SupervisorFactory
 from tests.payments.conftest import make_request, send, token_of
+from tests.websockets import ORIGIN, connect, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ORIGIN = (b"origin", b"http://127.0.0.1")
-
-
-@database_sync_to_async
-def session_cookie(user) -> tuple[bytes, bytes]:
-    client = Client()
-    client.force_login(user)
-    return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
-
-
-async def connect(path: str, *headers) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN, *headers])
-    connected, code = await communicator.connect(timeout=5)
-    assert connected, f"refused with {code}"
-    return communicator
 
 
 async def next_card(communicator, payment_request_id: int, timeout: float = 5) -> str:

@@ -4,8 +4,8 @@ import pytest
 from channels.db import database_sync_to_async
 
 from payments import actions
-from tests.desk.test_consumers import connect, drain, session_cookie
 from tests.factories import PaymentRequestFactory, SupervisorFactory
+from tests.websockets import connect, drain, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,0 +1,55 @@
+"""Helpers for websocket tests against the real ASGI application and the real Redis channel layer."""
+
+import asyncio
+
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from chatdesk.asgi import application
+from desk.consumers import CLOSE_FORBIDDEN
+
+ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+@database_sync_to_async
+def session_cookie(user) -> tuple[bytes, bytes]:
+    """The Cookie header of a logged-in browser session for `user`."""
+    client = Client()
+    client.force_login(user)
+    return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+
+
+async def connect(path: str, *headers) -> WebsocketCommunicator:
+    """An accepted socket on `path` from an allowed Origin (the test fails if it is refused)."""
+    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN, *headers])
+    connected, code = await communicator.connect(timeout=5)
+    assert connected, f"refused with {code}"
+    return communicator
+
+
+async def assert_refused(communicator: WebsocketCommunicator) -> None:
+    """The socket is turned away with 4403 (accepted first, so the browser sees the code)."""
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    assert await communicator.receive_output(timeout=5) == {
+        "type": "websocket.close",
+        "code": CLOSE_FORBIDDEN,
+    }
+
+
+async def receive_until(communicator, predicate, timeout: float = 5) -> dict:
+    """The first op matching `predicate`, skipping others (e.g. list refresh hints)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            op = await communicator.receive_json_from(timeout=timeout)
+            if predicate(op):
+                return op
+
+
+async def drain(communicator) -> list[dict]:
+    """Every op that arrives until the socket has been quiet for 0.3 s."""
+    ops = []
+    while not await communicator.receive_nothing(timeout=0.3):
+        ops.append(await communicator.receive_json_from())
+    return ops
