@@ -80,7 +80,9 @@ class PaymentRequestFactory(DjangoModelFactory):
     class Meta:
         model = "payments.PaymentRequest"
 
-    conversation = factory.SubFactory(ConversationFactory, status="open", assigned_agent=factory.SelfAttribute("..agent"))
+    conversation = factory.SubFactory(
+        ConversationFactory, status="open", assigned_agent=factory.SelfAttribute("..agent")
+    )
     customer = factory.SelfAttribute("conversation.customer")
     agent = factory.SubFactory(AgentFactory)
     message = factory.SubFactory(
@@ -112,3 +114,38 @@ class PaymentEventFactory(DjangoModelFactory):
     at = factory.LazyFunction(timezone.now)
     actor_kind = "agent"
     reason = "sent"
+
+
+def paid_request_with_history(
+    *, agent, sent_at, click_after=timedelta(seconds=40), pay_after=timedelta(minutes=2), **kwargs
+):
+    """A paid request whose history reads sent → clicked → paid, as the actions would have written it."""
+    clicked_at, paid_at = sent_at + click_after, sent_at + pay_after
+    payment_request = PaymentRequestFactory(
+        agent=agent,
+        status="paid",
+        sent_at=sent_at,
+        clicked_at=clicked_at,
+        pay_deadline=clicked_at + timedelta(minutes=15),
+        paid_at=paid_at,
+        closed_at=paid_at,
+        **kwargs,
+    )
+    PaymentEventFactory(payment_request=payment_request, to_status="sent", actor_user=agent, at=sent_at)
+    PaymentEventFactory(
+        payment_request=payment_request,
+        from_status="sent",
+        to_status="clicked",
+        actor_kind="customer",
+        reason="clicked",
+        at=clicked_at,
+    )
+    PaymentEventFactory(
+        payment_request=payment_request,
+        from_status="clicked",
+        to_status="paid",
+        actor_kind="gateway",
+        reason="paid",
+        at=paid_at,
+    )
+    return payment_request

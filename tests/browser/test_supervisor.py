@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from payments import actions
 from tests.browser.pages import call_in_thread, expect_live, log_in
-from tests.factories import PaymentEventFactory, PaymentRequestFactory, SupervisorFactory
+from tests.factories import PaymentRequestFactory, SupervisorFactory, paid_request_with_history
 
 pytestmark = pytest.mark.browser
 
@@ -25,33 +25,7 @@ def supervisor_page(new_page, transactional_db):
 
 def test_a_supervisor_filters_by_agent_and_reads_a_transactions_history(supervisor_page, agent1, agent2):
     t0 = timezone.now() - timedelta(minutes=30)
-    paid = PaymentRequestFactory(
-        agent=agent1,
-        order_number="ORD-PAID-1",
-        status="paid",
-        sent_at=t0,
-        clicked_at=t0 + timedelta(seconds=40),
-        pay_deadline=t0 + timedelta(minutes=15),
-        paid_at=t0 + timedelta(minutes=2),
-        closed_at=t0 + timedelta(minutes=2),
-    )
-    PaymentEventFactory(payment_request=paid, to_status="sent", actor_user=agent1, at=t0)
-    PaymentEventFactory(
-        payment_request=paid,
-        from_status="sent",
-        to_status="clicked",
-        actor_kind="customer",
-        reason="clicked",
-        at=t0 + timedelta(seconds=40),
-    )
-    PaymentEventFactory(
-        payment_request=paid,
-        from_status="clicked",
-        to_status="paid",
-        actor_kind="gateway",
-        reason="paid",
-        at=t0 + timedelta(minutes=2),
-    )
+    paid_request_with_history(agent=agent1, order_number="ORD-PAID-1", sent_at=t0)
     PaymentRequestFactory(agent=agent2, order_number="ORD-OTHER-2", sent_at=t0)
     page = supervisor_page
     page.reload()

@@ -12,7 +12,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from supervisor.models import TransactionExport
-from tests.factories import AgentFactory, CustomerFactory, PaymentEventFactory, PaymentRequestFactory
+from tests.factories import (
+    AgentFactory,
+    CustomerFactory,
+    PaymentEventFactory,
+    PaymentRequestFactory,
+    paid_request_with_history,
+)
 
 pytestmark = pytest.mark.django_db
 T0 = timezone.now().replace(microsecond=0) - timedelta(days=1)
@@ -187,24 +193,7 @@ class TestTotals:
 
 class TestDetail:
     def test_the_full_history_with_who_and_why(self, sam_client, alice):
-        pr = PaymentRequestFactory(agent=alice, status="paid", gateway_reference="sbx_123")
-        PaymentEventFactory(payment_request=pr, to_status="sent", actor_user=alice, at=T0)
-        PaymentEventFactory(
-            payment_request=pr,
-            from_status="sent",
-            to_status="clicked",
-            actor_kind="customer",
-            reason="clicked",
-            at=T0 + timedelta(seconds=5),
-        )
-        PaymentEventFactory(
-            payment_request=pr,
-            from_status="clicked",
-            to_status="paid",
-            actor_kind="gateway",
-            reason="paid",
-            at=T0 + timedelta(seconds=9),
-        )
+        pr = paid_request_with_history(agent=alice, sent_at=T0, gateway_reference="sbx_123")
 
         response = sam_client.get(reverse("supervisor:transaction", args=[pr.pk]))
 
@@ -303,6 +292,8 @@ def test_the_admin_exports_selected_requests_and_cannot_change_them(admin_client
     )
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
     assert sorted(row[0] for row in rows[1:]) == ["A-1", "B-1"]
-    change = admin_client.post(reverse("admin:payments_paymentrequest_change", args=[book["a4"].pk]), {"status": "paid"})
+    change = admin_client.post(
+        reverse("admin:payments_paymentrequest_change", args=[book["a4"].pk]), {"status": "paid"}
+    )
     assert change.status_code == 403
     assert PaymentRequest.objects.get(pk=book["a4"].pk).status == "sent"
