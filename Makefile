@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test manage bench bench-full lint browsers clean
+.PHONY: install run test reliability manage bench bench-full lint browsers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ run: install
 ## make test: the whole suite against a real PostgreSQL and Redis (embedded unless DATABASE_URL/REDIS_URL)
 test: install
 	$(BIN)/python -m chatdesk.embedded test $(PYTEST_ARGS)
+
+## make reliability: the reliability and security suite's long profile (issue 6: ≥ 500 × 50 state-machine
+## steps, 1,000-round races, 100,000 token probes, 12,000 fuzzed webhooks); writes docs/reliability.md.
+## Same setup as make test (embedded PostgreSQL + Redis unless DATABASE_URL/REDIS_URL); `make test` runs the
+## same tests in their quick profile.
+reliability: install
+	CHATDESK_PROFILE=long $(BIN)/python -m chatdesk.embedded test tests/reliability tests/security -q -s $(PYTEST_ARGS)
 
 ## make manage ARGS="createsuperuser": any management command against make run's database and Redis
 manage: install

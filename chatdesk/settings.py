@@ -149,6 +149,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "chatdesk.celery:HeartbeatScheduler"
 CELERY_BEAT_SCHEDULE: dict = {}
+# Task modules outside an app's tasks.py (autodiscovery finds only those).
+CELERY_IMPORTS = ["desk.messaging.tasks"]
 # How often the worker and beat write their heartbeats, and how old one may be before /healthz says down.
 HEARTBEAT_INTERVAL_SECONDS = env.int("HEARTBEAT_INTERVAL_SECONDS", default=5)
 HEARTBEAT_STALE_AFTER_SECONDS = env.int("HEARTBEAT_STALE_AFTER_SECONDS", default=30)
@@ -325,6 +327,44 @@ ADMINS = [(address, address) for address in env.list("ADMINS", default=[])]
 SERVER_EMAIL = env.str("SERVER_EMAIL", default="chatdesk@localhost")
 globals().update(env.email_url("EMAIL_URL", default="consolemail://"))
 
+# --- Messaging channels: WhatsApp and SMS (desk/messaging/, docs/channels.md) ----------------------------
+# Which provider carries WhatsApp conversations: "cloud" (Meta's WhatsApp Cloud API) or "clickatell".
+# SMS always goes through Clickatell. A channel whose provider has no credentials is not connected.
+MESSAGING_WHATSAPP_PROVIDER = env.str("MESSAGING_WHATSAPP_PROVIDER", default="cloud").lower()
+if MESSAGING_WHATSAPP_PROVIDER not in {"cloud", "clickatell"}:
+    raise ImproperlyConfigured("MESSAGING_WHATSAPP_PROVIDER must be cloud or clickatell.")
+# WhatsApp Cloud API: a system user's access token, the sending phone number's id, the app secret that signs
+# webhooks (X-Hub-Signature-256) and the verify token of the subscription handshake.
+WHATSAPP_ACCESS_TOKEN = env.str("WHATSAPP_ACCESS_TOKEN", default="")
+WHATSAPP_PHONE_NUMBER_ID = env.str("WHATSAPP_PHONE_NUMBER_ID", default="")
+WHATSAPP_APP_SECRET = env.str("WHATSAPP_APP_SECRET", default="")
+WHATSAPP_VERIFY_TOKEN = env.str("WHATSAPP_VERIFY_TOKEN", default="")
+WHATSAPP_API_BASE = env.str("WHATSAPP_API_BASE", default="https://graph.facebook.com/v21.0").rstrip("/")
+# Approved message templates used outside the 24-hour customer-service window (both WhatsApp providers).
+WHATSAPP_TEMPLATE_PAYMENT_REQUEST = env.str("WHATSAPP_TEMPLATE_PAYMENT_REQUEST", default="payment_request")
+WHATSAPP_TEMPLATE_CANCEL_NOTICE = env.str("WHATSAPP_TEMPLATE_CANCEL_NOTICE", default="payment_request_canceled")
+WHATSAPP_TEMPLATE_LANGUAGE = env.str("WHATSAPP_TEMPLATE_LANGUAGE", default="en")
+# Clickatell One API: the integration's API key, and the shared secret its callback URLs carry.
+CLICKATELL_API_KEY = env.str("CLICKATELL_API_KEY", default="")
+CLICKATELL_WEBHOOK_SECRET = env.str("CLICKATELL_WEBHOOK_SECRET", default="")
+CLICKATELL_API_BASE = env.str("CLICKATELL_API_BASE", default="https://platform.clickatell.com").rstrip("/")
+# Longest SMS sent, in segments (153 GSM-7 or 67 UCS-2 characters each once a text needs more than one).
+CLICKATELL_SMS_MAX_SEGMENTS = env.int("CLICKATELL_SMS_MAX_SEGMENTS", default=6)
+# Outbox: how long one provider call may take, how many attempts before a message counts as undeliverable,
+# and how often beat re-queues deliveries that are due (retries, and first attempts whose task was lost).
+MESSAGING_TIMEOUT_SECONDS = env.int("MESSAGING_TIMEOUT_SECONDS", default=10)
+MESSAGING_MAX_ATTEMPTS = env.int("MESSAGING_MAX_ATTEMPTS", default=8)
+MESSAGING_SWEEP_INTERVAL_SECONDS = env.float("MESSAGING_SWEEP_INTERVAL_SECONDS", default=15.0)
+if MESSAGING_SWEEP_INTERVAL_SECONDS <= 0:
+    raise ImproperlyConfigured("MESSAGING_SWEEP_INTERVAL_SECONDS must be a positive number of seconds.")
+if not 0 < MESSAGING_TIMEOUT_SECONDS < CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured(f"MESSAGING_TIMEOUT_SECONDS must be between 1 and {CELERY_TASK_SOFT_TIME_LIMIT - 1}.")
+CELERY_BEAT_SCHEDULE["messaging-deliver-due-outbound"] = {
+    "task": "desk.messaging.tasks.deliver_due_outbound_task",
+    "schedule": MESSAGING_SWEEP_INTERVAL_SECONDS,
+    "options": {"expires": max(5.0, 5 * MESSAGING_SWEEP_INTERVAL_SECONDS)},
+}
+
 for _name in (
     "CHAT2PAY_CLICK_WINDOW_SECONDS",
     "CHAT2PAY_PAY_WINDOW_SECONDS",
@@ -339,6 +379,8 @@ for _name in (
     "CHANNEL_LAYER_MAX_CONNECTIONS",
     "API_RATE_LIMIT_PER_MINUTE",
     "API_WEBHOOK_RETRY_HOURS",
+    "CLICKATELL_SMS_MAX_SEGMENTS",
+    "MESSAGING_MAX_ATTEMPTS",
 ):
     if globals()[_name] <= 0:
         raise ImproperlyConfigured(f"{_name} must be a positive whole number.")

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django_ratelimit.core import is_ratelimited
+from django_ratelimit.core import get_usage, is_ratelimited
 
 UNKNOWN_TOKEN_GROUP = "chatdesk.unknown-token"
 LOGIN_FAILURE_GROUP = "chatdesk.login-failure"
@@ -32,6 +32,12 @@ TOO_MANY = "Too many attempts from your network. Wait a few minutes and try agai
 
 def _limited(request, group: str, rate: str, *, key="ip", increment: bool) -> bool:
     return is_ratelimited(request, group=group, key=key, rate=rate, increment=increment)
+
+
+def _used_up(request, group: str, rate: str, *, key="ip") -> bool:
+    """Whether the window's allowance is spent (count ≥ limit), read without counting: "10/15m" allows 10."""
+    usage = get_usage(request, group=group, key=key, rate=rate, increment=False)
+    return usage is not None and usage["count"] >= usage["limit"]
 
 
 def too_many_requests(message: str = TOO_MANY) -> HttpResponse:
@@ -45,7 +51,7 @@ def too_many_requests(message: str = TOO_MANY) -> HttpResponse:
 
 def token_guessing_blocked(request) -> bool:
     """Whether this client has already missed too many tokens (reads the counter, adds nothing)."""
-    return _limited(request, UNKNOWN_TOKEN_GROUP, settings.RATELIMIT_UNKNOWN_TOKENS, increment=False)
+    return _used_up(request, UNKNOWN_TOKEN_GROUP, settings.RATELIMIT_UNKNOWN_TOKENS)
 
 
 def count_unknown_token(request) -> None:
@@ -102,8 +108,8 @@ def _username_key(username: str):
 
 def login_blocked(request, username: str) -> bool:
     rate = settings.RATELIMIT_LOGIN_FAILURES
-    return _limited(request, LOGIN_FAILURE_GROUP, rate, increment=False) or _limited(
-        request, LOGIN_FAILURE_GROUP + ".user", rate, key=_username_key(username), increment=False
+    return _used_up(request, LOGIN_FAILURE_GROUP, rate) or _used_up(
+        request, LOGIN_FAILURE_GROUP + ".user", rate, key=_username_key(username)
     )
 
 

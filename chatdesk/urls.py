@@ -16,5 +16,6 @@ urlpatterns = [
     path("chat/", include("desk.chat_urls")),
     path("supervisor/", include("supervisor.urls")),
     path("api/v1/", api_v1.urls),
+    path("", include("desk.messaging.urls")),
     path("", include("payments.urls")),
 ]

@@ -14,6 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from . import realtime
+from .messaging import outbox
 from .models import Conversation, Customer, Message
 
 
@@ -125,7 +126,9 @@ def send_agent_message(conversation_id: int, *, agent, body: str) -> Message:
     conversation = Conversation.objects.select_for_update(no_key=True).get(pk=conversation_id)
     if conversation.status != Conversation.Status.OPEN or conversation.assigned_agent_id != agent.pk:
         raise Refusal("Only the agent who accepted this chat can reply while it is open.")
-    return _post_message(conversation, direction=Message.Direction.OUTBOUND, body=body, author=agent)
+    message = _post_message(conversation, direction=Message.Direction.OUTBOUND, body=body, author=agent)
+    outbox.record(message)  # WhatsApp/SMS: transmitted after commit; web chat: the transcript is the delivery
+    return message
 
 
 @transaction.atomic
@@ -146,11 +149,22 @@ def post_system_message(conversation_id: int, *, body: str, kind: str = Message.
 
 
 @transaction.atomic
-def post_outbound_message(conversation_id: int, *, body: str, kind: str = Message.Kind.TEXT, author=None) -> Message:
+def post_outbound_message(
+    conversation_id: int,
+    *,
+    body: str,
+    kind: str = Message.Kind.TEXT,
+    author=None,
+    purpose: str = "text",
+    template_variables=(),
+) -> Message:
     """A message to the customer written by the desk itself (a Chat 2 Pay link, notice or confirmation),
-    whatever the conversation's status; the caller transmits it over the channel (`payments.delivery`)."""
+    whatever the conversation's status. On WhatsApp/SMS its outbox row is written here too (`purpose` and
+    `template_variables` pick the approved template used outside WhatsApp's 24-hour window)."""
     conversation = Conversation.objects.select_for_update(no_key=True).get(pk=conversation_id)
-    return _post_message(conversation, direction=Message.Direction.OUTBOUND, body=body, author=author, kind=kind)
+    message = _post_message(conversation, direction=Message.Direction.OUTBOUND, body=body, author=author, kind=kind)
+    outbox.record(message, purpose=purpose, template_variables=template_variables)
+    return message
 
 
 @transaction.atomic

@@ -5,6 +5,8 @@ Pushes are hints: each handler re-reads the row and renders the same partial the
 browser ignores a late or duplicate push (static/desk/realtime.js).
 """
 
+import json
+
 from asgiref.sync import sync_to_async
 from channels.auth import get_user
 from channels.db import database_sync_to_async
@@ -19,6 +21,19 @@ from . import access, realtime
 from .models import Conversation, Message
 
 CLOSE_FORBIDDEN = 4403
+
+
+class JsonObjectConsumer(AsyncJsonWebsocketConsumer):
+    """Takes only JSON objects from clients: any other frame (broken JSON, a list, a string, binary) is ignored,
+    where the base class would raise and drop the socket (and log a server error) on every such frame."""
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        try:
+            content = json.loads(text_data) if text_data else None
+        except ValueError:
+            content = None
+        if isinstance(content, dict):
+            await self.receive_json(content, **kwargs)
 
 
 async def refuse(consumer: AsyncJsonWebsocketConsumer) -> None:
@@ -47,7 +62,7 @@ def _message_op(message: Message, *, viewer: str, user=None) -> dict:
     return {"op": "upsert", "container": f"transcript-{message.conversation_id}", "html": html}
 
 
-class DeskConsumer(AsyncJsonWebsocketConsumer):
+class DeskConsumer(JsonObjectConsumer):
     """An agent's or supervisor's desk page: the conversation lists, and optionally one open conversation."""
 
     viewer = "agent"
@@ -151,7 +166,7 @@ class DeskConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(op)
 
 
-class CustomerChatConsumer(AsyncJsonWebsocketConsumer):
+class CustomerChatConsumer(JsonObjectConsumer):
     """The customer's own chat page, authorised by its unguessable token."""
 
     async def connect(self):

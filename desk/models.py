@@ -79,7 +79,9 @@ class Conversation(models.Model):
 
     def transcript(self):
         """Every message in order, with what its partial shows (a payment message: its card), in one query."""
-        return self.messages.select_related("author", "conversation__customer", "payment_request")
+        return self.messages.select_related(
+            "author", "conversation__customer", "payment_request", "outbound_delivery"
+        )
 
 
 class Message(models.Model):
@@ -112,3 +114,6 @@ class Message(models.Model):
     @property
     def dom_id(self) -> str:
         return f"message-{self.pk}"
+
+
+from .messaging.models import InboundWebhookEvent, OutboundDelivery  # noqa: E402, F401  (models of this app)

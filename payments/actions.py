@@ -188,13 +188,22 @@ def _create_payment_request(
     now = timezone.now()
     token = new_payment_token()
     amount = lifecycle.quantize(fields.pop("amount"), fields["currency"])
+    amount_text = lifecycle.format_amount(amount, fields["currency"])
+    url = urljoin(site_url, reverse("payments:pay", args=[token]))
     body = lifecycle.LINK_MESSAGE.format(
         order_number=order_number,
-        amount=lifecycle.format_amount(amount, fields["currency"]),
-        url=urljoin(site_url, reverse("payments:pay", args=[token])),
+        amount=amount_text,
+        url=url,
         window=lifecycle.describe_window(settings.CHAT2PAY_CLICK_WINDOW_SECONDS),
     )
-    message = delivery.record_for_customer(conversation.pk, body, kind=Message.Kind.PAYMENT, author=agent)
+    message = delivery.record_for_customer(
+        conversation.pk,
+        body,
+        kind=Message.Kind.PAYMENT,
+        author=agent,
+        purpose=delivery.PAYMENT_REQUEST,
+        template_variables=[order_number, amount_text, url],  # WhatsApp's template, outside the 24 h window
+    )
     payment_request = PaymentRequest.objects.create(
         conversation=conversation,
         customer_id=conversation.customer_id,
@@ -341,6 +350,8 @@ def cancel_payment_request(payment_request_id: int, *, agent) -> TransitionResul
             payment_request.conversation_id,
             lifecycle.CANCEL_NOTICE.format(order_number=payment_request.order_number),
             author=agent,
+            purpose=delivery.CANCEL_NOTICE,
+            template_variables=[payment_request.order_number],
         )
     return TransitionResult(payment_request)
 

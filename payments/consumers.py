@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from chatdesk import throttling
-from desk.consumers import CLOSE_FORBIDDEN
+from desk.consumers import CLOSE_FORBIDDEN, JsonObjectConsumer
 
 from . import access, realtime
 
 
-class PaymentPageConsumer(AsyncJsonWebsocketConsumer):
+class PaymentPageConsumer(JsonObjectConsumer):
     async def connect(self) -> None:
         self.token = self.scope["url_route"]["kwargs"]["token"]
         client = throttling.scope_as_request(self.scope)

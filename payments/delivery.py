@@ -2,8 +2,10 @@
 
 A message to the customer is first recorded in the transcript (the agent sees exactly what was sent), in the
 caller's transaction; then, after commit, the channel's adapter transmits it. Web chat needs nothing more:
-the customer's page shows the transcript live. WhatsApp and SMS adapters plug in here later; until a
-channel has one, transmitting raises `DeliveryFailed` and a payment link on it ends up `failed`.
+the customer's page shows the transcript live. WhatsApp and SMS go through the messaging outbox
+(`desk.messaging.outbox`): recording the message writes its outbox row in the same transaction and a Celery
+task transmits it after commit; a permanent provider refusal marks the payment link `failed` from there. A
+channel without credentials refuses at once: `transmit` raises `DeliveryFailed` and the link is `failed`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Protocol
 from django.db import transaction
 
 from desk import actions as desk_actions
+from desk.messaging.models import OutboundDelivery
 from desk.models import Conversation, Message
 
 from . import lifecycle
@@ -35,14 +38,44 @@ class WebChatAdapter:
         """Recording the message delivered it: the customer's web chat page shows the transcript live."""
 
 
-ADAPTERS: dict[str, ChannelAdapter] = {Conversation.Channel.WEB_CHAT: WebChatAdapter()}
+class OutboxAdapter:
+    def transmit(self, message: Message) -> None:
+        """The outbox row written with the message delivers it after commit; only a channel that is not
+        connected (its row failed at once) refuses here."""
+        outbound = OutboundDelivery.objects.filter(message=message).first()
+        if outbound is not None and outbound.state == OutboundDelivery.State.FAILED:
+            raise DeliveryFailed(outbound.error)
+
+
+ADAPTERS: dict[str, ChannelAdapter] = {
+    Conversation.Channel.WEB_CHAT: WebChatAdapter(),
+    Conversation.Channel.WHATSAPP: OutboxAdapter(),
+    Conversation.Channel.SMS: OutboxAdapter(),
+}
+# What a message is for: on WhatsApp, outside the 24-hour window, these go out as approved templates.
+TEXT = OutboundDelivery.Purpose.TEXT
+PAYMENT_REQUEST = OutboundDelivery.Purpose.PAYMENT_REQUEST
+CANCEL_NOTICE = OutboundDelivery.Purpose.CANCEL_NOTICE
 
 
 def record_for_customer(
-    conversation_id: int, body: str, *, kind: str = Message.Kind.TEXT, author=None
+    conversation_id: int,
+    body: str,
+    *,
+    kind: str = Message.Kind.TEXT,
+    author=None,
+    purpose: str = TEXT,
+    template_variables=(),
 ) -> Message:
     """Write a message to the customer into the transcript (caller's transaction); `transmit` sends it."""
-    return desk_actions.post_outbound_message(conversation_id, body=body, kind=kind, author=author)
+    return desk_actions.post_outbound_message(
+        conversation_id,
+        body=body,
+        kind=kind,
+        author=author,
+        purpose=purpose,
+        template_variables=template_variables,
+    )
 
 
 def transmit(message: Message) -> None:
@@ -54,12 +87,16 @@ def transmit(message: Message) -> None:
     adapter.transmit(message)
 
 
-def notify_customer(conversation_id: int, body: str, *, author=None) -> Message:
+def notify_customer(
+    conversation_id: int, body: str, *, author=None, purpose: str = TEXT, template_variables=()
+) -> Message:
     """Record a notice (cancel notice, payment confirmation) now and transmit it after commit.
 
     A channel failure cannot undo the change the notice reports, so it is logged, not raised.
     """
-    message = record_for_customer(conversation_id, body, author=author)
+    message = record_for_customer(
+        conversation_id, body, author=author, purpose=purpose, template_variables=template_variables
+    )
 
     def transmit_or_log() -> None:
         try:

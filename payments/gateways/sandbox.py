@@ -339,6 +339,12 @@ class SandboxGateway:
         verify(body, headers.get(SIGNATURE_HEADER))
         try:
             payload = json.loads(body)
+            # What the inbox row cannot store must be refused here, not fail the insert with a 500:
+            # PostgreSQL's jsonb has no NUL character, and the id and type columns have a length.
+            if "\\u0000" in body.decode(errors="replace").lower():
+                raise ValueError("NUL character in the body")
+            if len(str(payload["id"])) > 100 or len(str(payload["type"])) > 64:
+                raise ValueError("id or type too long")
             data = payload["data"]
             started_at = datetime.fromisoformat(data["started_at"])
             if started_at.tzinfo is None:
@@ -361,7 +367,7 @@ class SandboxGateway:
                 },
                 payload=payload,
             )
-        except (ValueError, KeyError, TypeError, InvalidOperation) as error:
+        except (ValueError, KeyError, TypeError, AttributeError, InvalidOperation) as error:
             raise InvalidWebhook(f"malformed event: {error!r}") from None
 
     def refund(self, payment_reference: str, amount: Decimal, currency: str, *, idempotency_key: str) -> str:

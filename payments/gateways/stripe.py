@@ -18,6 +18,7 @@ happens outside database transactions; `settings.STRIPE_API_BASE` is where the l
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -95,6 +96,13 @@ def verify(body: bytes, header: str | None) -> dict:
     secrets = webhook_secrets()
     if not secrets:
         raise InvalidWebhook("no webhook secret configured")
+    # The library refuses only timestamps older than the tolerance: also refuse one from the future (a
+    # post-dated signature would replay for as long as it is post-dated) and headers with several `t=`.
+    timestamps = [part[2:] for part in (header or "").split(",") if part.strip().startswith("t=")]
+    if len(timestamps) != 1 or not timestamps[0].strip().isdigit():
+        raise InvalidWebhook("signature: malformed timestamp")
+    if int(timestamps[0]) - time.time() > settings.CHAT2PAY_WEBHOOK_TOLERANCE_SECONDS:
+        raise InvalidWebhook("signature: timestamp in the future")
     for secret in secrets:
         try:
             stripe.WebhookSignature.verify_header(
@@ -111,6 +119,9 @@ def verify(body: bytes, header: str | None) -> dict:
             raise ValueError("no id or type")
         if not isinstance(event.get("data", {}).get("object"), dict):
             raise ValueError("no data.object")
+        # The inbox row cannot store these (jsonb has no NUL; the id column has a length): refuse, not 500.
+        if len(event["id"]) > 100 or "\\u0000" in body.decode().lower():
+            raise ValueError("id too long or NUL character in the body")
     except (ValueError, AttributeError, TypeError, KeyError) as error:
         raise InvalidWebhook(f"malformed event: {error!r}") from None
     return event
