@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 
@@ -89,6 +89,7 @@ def test_click_vs_expiry_at_the_deadline(alice, conversation):
 
         def at(moment, call):
             def run():
+                connection.ensure_connection()  # connect first, so the call itself lands on its moment
                 time.sleep(max(0.0, moment - time.time()))
                 return call()
 
