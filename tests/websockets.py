@@ -30,12 +30,27 @@ async def connect(path: str, *headers) -> WebsocketCommunicator:
 
 async def assert_refused(communicator: WebsocketCommunicator) -> None:
     """The socket is turned away with 4403 (accepted first, so the browser sees the code)."""
-    connected, _ = await communicator.connect(timeout=5)
-    assert connected
-    assert await communicator.receive_output(timeout=5) == {
-        "type": "websocket.close",
-        "code": CLOSE_FORBIDDEN,
-    }
+    try:
+        connected, _ = await communicator.connect(timeout=5)
+        assert connected
+        assert await communicator.receive_output(timeout=5) == {
+            "type": "websocket.close",
+            "code": CLOSE_FORBIDDEN,
+        }
+    finally:
+        await communicator.disconnect()
+
+
+async def handshake(communicator: WebsocketCommunicator) -> tuple[bool, int | None]:
+    """Whether the handshake was accepted, and the close code if it was not; the socket is closed after.
+
+    A consumer left running after a refused handshake blocks the event loop's teardown, so every test
+    that opens a socket closes it, refused or not.
+    """
+    try:
+        return await communicator.connect(timeout=5)
+    finally:
+        await communicator.disconnect()
 
 
 async def receive_until(communicator, predicate, timeout: float = 5) -> dict:

@@ -7,7 +7,7 @@ from channels.testing import WebsocketCommunicator
 from chatdesk.asgi import application
 from desk import actions
 from tests.factories import AgentFactory, ConversationFactory, SupervisorFactory
-from tests.websockets import ORIGIN, assert_refused, connect, drain, receive_until, session_cookie
+from tests.websockets import ORIGIN, assert_refused, connect, drain, handshake, receive_until, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,7 +21,7 @@ async def test_a_foreign_origin_is_refused():
     communicator = WebsocketCommunicator(
         application, "/ws/desk/", headers=[(b"origin", b"https://evil.example"), await session_cookie(agent)]
     )
-    connected, _ = await communicator.connect(timeout=5)
+    connected, _ = await handshake(communicator)
     assert not connected
 
 

@@ -19,7 +19,7 @@ from payments import actions, tasks
 from payments.lifecycle import Status
 from tests.factories import AgentFactory, ConversationFactory, SupervisorFactory
 from tests.payments.conftest import make_request, send, token_of
-from tests.websockets import ORIGIN, connect, session_cookie
+from tests.websockets import ORIGIN, connect, handshake, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -168,5 +168,4 @@ async def test_other_agents_hear_nothing_and_unknown_pay_tokens_are_refused(peop
     await bobs_socket.disconnect()
 
     refused = WebsocketCommunicator(application, "/ws/pay/not-a-token/", headers=[ORIGIN])
-    connected, code = await refused.connect(timeout=5)
-    assert (connected, code) == (False, CLOSE_FORBIDDEN)
+    assert await handshake(refused) == (False, CLOSE_FORBIDDEN)
