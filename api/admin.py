@@ -7,6 +7,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
+from chatdesk.admin_views import ReadOnlyMixin
+
 from . import keys, webhooks
 from .models import ApiKey, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
@@ -100,17 +102,6 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
                 messages.WARNING,
             )
         return super().changelist_view(request, extra_context)
-
-
-class ReadOnlyMixin:
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class WebhookAttemptInline(ReadOnlyMixin, admin.TabularInline):

@@ -365,6 +365,24 @@ CELERY_BEAT_SCHEDULE["messaging-deliver-due-outbound"] = {
     "options": {"expires": max(5.0, 5 * MESSAGING_SWEEP_INTERVAL_SECONDS)},
 }
 
+# --- Webhook inboxes (payments GatewayWebhookEvent, desk.messaging InboundWebhookEvent) ---------------------
+# Processed events are kept this many days, then beat purges them hourly. A kept row is what makes a late
+# redelivery a no-op and providers redeliver for days (Stripe up to 3, WhatsApp up to 7), so never fewer than
+# 7. Events not processed yet, flagged unmatched, or behind a payment exception are never purged.
+WEBHOOK_INBOX_RETENTION_DAYS = env.int("WEBHOOK_INBOX_RETENTION_DAYS", default=30)
+if WEBHOOK_INBOX_RETENTION_DAYS < 7:
+    raise ImproperlyConfigured("WEBHOOK_INBOX_RETENTION_DAYS must be at least 7.")
+CELERY_BEAT_SCHEDULE["payments-purge-processed-webhook-events"] = {
+    "task": "payments.tasks.purge_processed_webhook_events_task",
+    "schedule": 3600.0,
+    "options": {"expires": 1800.0},
+}
+CELERY_BEAT_SCHEDULE["messaging-purge-processed-inbound-events"] = {
+    "task": "desk.messaging.tasks.purge_processed_inbound_events_task",
+    "schedule": 3600.0,
+    "options": {"expires": 1800.0},
+}
+
 for _name in (
     "CHAT2PAY_CLICK_WINDOW_SECONDS",
     "CHAT2PAY_PAY_WINDOW_SECONDS",

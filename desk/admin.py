@@ -2,6 +2,8 @@
 
 from django.contrib import admin
 
+# The messaging outbox and inbox (desk.messaging is not an app of its own) register their admin on import.
+from .messaging import admin as messaging_admin  # noqa: F401
 from .models import Conversation, Customer, Message
 
 

@@ -10,7 +10,9 @@ all call these functions; lock order is always payment request first, then its c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 from urllib.parse import urljoin
 
@@ -26,7 +28,7 @@ from desk.models import Conversation, Message
 
 from . import delivery, lifecycle, realtime
 from .gateways import get_gateway
-from .gateways.base import EventKind, GatewayEvent
+from .gateways.base import EventKind, GatewayError, GatewayEvent
 from .lifecycle import ActorKind, Reason, Refusal, Status, Transition
 from .models import (
     GatewayWebhookEvent,
@@ -40,6 +42,7 @@ from .models import (
 Outcome = GatewayWebhookEvent.Outcome
 DUPLICATE = "duplicate"  # a webhook event already in the inbox: answered 2xx, nothing applied
 SWEEP_BATCH_SIZE = 500
+PURGE_BATCH_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,20 @@ def _apply(
     _write_event(payment_request, from_status=old, now=now, actor=actor, reason=reason, details=details)
     if publish:
         realtime.publish_payment_request_changed(payment_request)
+
+
+def _locked_transition(
+    payment_request_id: int, transition: Transition, write: Callable[[PaymentRequest, datetime], None]
+) -> TransitionResult:
+    """One transition in one transaction: lock the row, let `lifecycle` refuse it at this instant (nothing
+    changes), else `write(payment_request, now)` it. Every single-request transition goes through here."""
+    with transaction.atomic(durable=True):
+        payment_request = _locked_for_update(payment_request_id)
+        now = timezone.now()
+        if refusal := payment_request.refusal(transition, now):
+            return TransitionResult(payment_request, refusal)
+        write(payment_request, now)
+    return TransitionResult(payment_request)
 
 
 def _expire(payment_request: PaymentRequest, *, now, publish: bool = True) -> None:
@@ -278,11 +295,8 @@ def send_payment_request(
 
 def register_click(payment_request_id: int) -> TransitionResult:
     """The customer's browser opened the link (the page's own POST, never a GET): start the pay window."""
-    with transaction.atomic(durable=True):
-        payment_request = _locked_for_update(payment_request_id)
-        now = timezone.now()
-        if refusal := payment_request.refusal(Transition.CLICK, now):
-            return TransitionResult(payment_request, refusal)
+
+    def click(payment_request: PaymentRequest, now: datetime) -> None:
         _apply(
             payment_request,
             Transition.CLICK,
@@ -292,15 +306,31 @@ def register_click(payment_request_id: int) -> TransitionResult:
             clicked_at=now,
             pay_deadline=lifecycle.pay_deadline(now),
         )
-    return TransitionResult(payment_request)
+
+    return _locked_transition(payment_request_id, Transition.CLICK, click)
 
 
 def open_checkout(payment_request: PaymentRequest) -> PaymentRequest:
     """Give a clicked request its gateway checkout, once. The gateway call runs outside any transaction and
-    is idempotent per request, so a refreshed page or a retried click reuses the same checkout."""
+    is idempotent per request, so a refreshed page or a retried click reuses the same checkout.
+
+    Raises GatewayError when the gateway could not open it: nothing is attached, the request stays clicked,
+    and a click again tries again. After a refusal (kept by the gateway under its idempotency key) the
+    request's `checkout_refusals` moves on, so that the next try is a new request rather than a replay.
+    """
     if payment_request.effective_status() != Status.CLICKED or payment_request.gateway_reference:
         return payment_request
-    checkout = get_gateway(payment_request.gateway).create_checkout(payment_request)
+    try:
+        checkout = get_gateway(payment_request.gateway).create_checkout(payment_request)
+    except GatewayError as error:
+        if error.refused:
+            # Conditional on the count the key was made from: two clicks refused at once move it on once.
+            PaymentRequest.objects.filter(
+                pk=payment_request.pk,
+                gateway_reference="",
+                checkout_refusals=payment_request.checkout_refusals,
+            ).update(checkout_refusals=F("checkout_refusals") + 1, updated_at=timezone.now())
+        raise
     with transaction.atomic(durable=True):
         attached = PaymentRequest.objects.filter(pk=payment_request.pk, gateway_reference="").update(
             gateway_reference=checkout.reference, version=F("version") + 1, updated_at=timezone.now()
@@ -316,11 +346,8 @@ def record_payment_attempt(payment_request_id: int, *, payment_method: dict) -> 
 
     Its time is what makes a payment confirmed after the deadline still `paid`.
     """
-    with transaction.atomic(durable=True):
-        payment_request = _locked_for_update(payment_request_id)
-        now = timezone.now()
-        if refusal := payment_request.refusal(Transition.START_PAYMENT, now):
-            return TransitionResult(payment_request, refusal)
+
+    def start_payment(payment_request: PaymentRequest, now: datetime) -> None:
         _apply(
             payment_request,
             Transition.START_PAYMENT,
@@ -332,7 +359,8 @@ def record_payment_attempt(payment_request_id: int, *, payment_method: dict) -> 
             payment_attempts=payment_request.payment_attempts + 1,
             last_decline="",
         )
-    return TransitionResult(payment_request)
+
+    return _locked_transition(payment_request_id, Transition.START_PAYMENT, start_payment)
 
 
 def cancel_payment_request(payment_request_id: int, *, agent) -> TransitionResult:
@@ -340,11 +368,8 @@ def cancel_payment_request(payment_request_id: int, *, agent) -> TransitionResul
 
     Refused (nothing changes) once clicked or paid, when already canceled, and at or after the deadline.
     """
-    with transaction.atomic(durable=True):
-        payment_request = _locked_for_update(payment_request_id)
-        now = timezone.now()
-        if refusal := payment_request.refusal(Transition.CANCEL, now):
-            return TransitionResult(payment_request, refusal)
+
+    def cancel(payment_request: PaymentRequest, now: datetime) -> None:
         _apply(payment_request, Transition.CANCEL, now=now, actor=Actor.agent(agent), reason=Reason.CANCELED)
         delivery.notify_customer(
             payment_request.conversation_id,
@@ -353,18 +378,15 @@ def cancel_payment_request(payment_request_id: int, *, agent) -> TransitionResul
             purpose=delivery.CANCEL_NOTICE,
             template_variables=[payment_request.order_number],
         )
-    return TransitionResult(payment_request)
+
+    return _locked_transition(payment_request_id, Transition.CANCEL, cancel)
 
 
 def expire_payment_request(payment_request_id: int) -> TransitionResult:
     """Expire one request whose window has run out (refused before its deadline)."""
-    with transaction.atomic(durable=True):
-        payment_request = _locked_for_update(payment_request_id)
-        now = timezone.now()
-        if refusal := payment_request.refusal(Transition.EXPIRE, now):
-            return TransitionResult(payment_request, refusal)
-        _expire(payment_request, now=now)
-    return TransitionResult(payment_request)
+    return _locked_transition(
+        payment_request_id, Transition.EXPIRE, lambda payment_request, now: _expire(payment_request, now=now)
+    )
 
 
 def expire_due_payment_requests(*, batch_size: int = SWEEP_BATCH_SIZE) -> int:
@@ -396,11 +418,8 @@ def expire_due_payment_requests(*, batch_size: int = SWEEP_BATCH_SIZE) -> int:
 
 def mark_failed(payment_request_id: int, *, reason: str) -> TransitionResult:
     """The channel refused the link outright: the request is `failed` and takes no clicks or money."""
-    with transaction.atomic(durable=True):
-        payment_request = _locked_for_update(payment_request_id)
-        now = timezone.now()
-        if refusal := payment_request.refusal(Transition.FAIL, now):
-            return TransitionResult(payment_request, refusal)
+
+    def fail(payment_request: PaymentRequest, now: datetime) -> None:
         _apply(
             payment_request,
             Transition.FAIL,
@@ -410,7 +429,8 @@ def mark_failed(payment_request_id: int, *, reason: str) -> TransitionResult:
             details={"error": reason},
             failure_reason=reason[:200],
         )
-    return TransitionResult(payment_request)
+
+    return _locked_transition(payment_request_id, Transition.FAIL, fail)
 
 
 # --- Gateway results ----------------------------------------------------------------------------------------
@@ -482,6 +502,20 @@ def record_received_gateway_event(inbox_id: int, event: GatewayEvent) -> str:
         inbox.payment_request = payment_request
         inbox.save(update_fields=["outcome", "payment_request"])
     return outcome
+
+
+def purge_processed_webhook_events(*, now=None, batch_size: int = PURGE_BATCH_SIZE) -> int:
+    """Delete inbox rows that were applied or ignored more than WEBHOOK_INBOX_RETENTION_DAYS ago, in
+    batches; returns how many. Rows not processed yet, flagged unmatched, or behind a payment exception (the
+    record of money) are never purged."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.WEBHOOK_INBOX_RETENTION_DAYS)
+    purgeable = GatewayWebhookEvent.objects.filter(
+        outcome__in=[Outcome.APPLIED, Outcome.IGNORED], received_at__lt=cutoff, exception__isnull=True
+    )
+    purged = 0
+    while ids := list(purgeable.order_by().values_list("pk", flat=True)[:batch_size]):
+        purged += purgeable.filter(pk__in=ids).delete()[0]
+    return purged
 
 
 def _money_already_recorded(payment_request: PaymentRequest, payment_reference: str) -> bool:
@@ -606,17 +640,35 @@ def record_payment_declined(payment_request: PaymentRequest, event: GatewayEvent
 
 
 def refund_payment_exception(exception_id: int, *, by) -> PaymentException:
-    """Return money that did not become a payment. The gateway call runs outside any transaction with a key
-    derived from the exception, so a retry after a timeout refunds once."""
+    """Return money that did not become a payment (C3 #30). Raises GatewayError, leaving it open.
+
+    The gateway call runs outside any transaction with a key naming the exception and the attempt, so a
+    double-click or a retry after a timeout repeats the key and refunds once. The attempt moves on only when
+    the gateway refused (it would replay that refusal for the same key): the next try is a new request.
+    """
     exception = PaymentException.objects.select_related("payment_request").get(pk=exception_id)
     if exception.resolution != PaymentException.Resolution.OPEN:
         return exception
-    refund_reference = get_gateway(exception.gateway).refund(
-        exception.gateway_reference,
-        exception.amount,
-        exception.currency,
-        idempotency_key=f"payment-exception-{exception.pk}",
-    )
+    # The first attempt keeps the key refunds always had, so one that timed out before an upgrade still
+    # finds its refund; later attempts name their number.
+    key = f"payment-exception-{exception.pk}"
+    if exception.refund_refusals:
+        key += f"-attempt-{exception.refund_refusals + 1}"
+    try:
+        refund_reference = get_gateway(exception.gateway).refund(
+            exception.gateway_reference, exception.amount, exception.currency, idempotency_key=key
+        )
+    except GatewayError as error:
+        changes: dict = {"last_refund_error": str(error)[:300]}
+        if error.refused:
+            changes["refund_refusals"] = F("refund_refusals") + 1
+        # Conditional on the attempt: two clicks refused at once move it on once, never past a refund.
+        PaymentException.objects.filter(
+            pk=exception.pk,
+            resolution=PaymentException.Resolution.OPEN,
+            refund_refusals=exception.refund_refusals,
+        ).update(**changes)
+        raise
     with transaction.atomic(durable=True):
         payment_request = _locked_for_update(exception.payment_request_id)
         now = timezone.now()

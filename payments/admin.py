@@ -6,25 +6,14 @@ import logging
 
 from django.contrib import admin, messages
 
+from chatdesk.admin_views import ReadOnlyMixin
+
 from . import actions
 from .export import csv_response
 from .gateways.base import GatewayError
 from .models import BusinessProfile, GatewayWebhookEvent, PaymentEvent, PaymentException, PaymentRequest
 
 logger = logging.getLogger(__name__)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """View permission only: no add, change or delete, whoever asks."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class PaymentEventInline(admin.TabularInline):
@@ -42,7 +31,7 @@ class PaymentEventInline(admin.TabularInline):
 
 
 @admin.register(PaymentRequest)
-class PaymentRequestAdmin(ReadOnlyAdmin):
+class PaymentRequestAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["order_number", "display_amount", "status", "agent", "customer", "sent_at", "closed_at"]
     list_filter = ["status", "currency", "gateway"]
     search_fields = ["order_number", "customer__name", "customer__phone", "agent__username"]
@@ -59,7 +48,7 @@ class PaymentRequestAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PaymentEvent)
-class PaymentEventAdmin(ReadOnlyAdmin):
+class PaymentEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["at", "payment_request", "from_status", "to_status", "actor_kind", "actor_user", "reason"]
     list_filter = ["to_status", "actor_kind", "reason"]
     search_fields = ["payment_request__order_number"]
@@ -68,15 +57,27 @@ class PaymentEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(GatewayWebhookEvent)
-class GatewayWebhookEventAdmin(ReadOnlyAdmin):
-    list_display = ["received_at", "gateway", "event_type", "event_id", "outcome", "payment_request"]
-    list_filter = ["gateway", "event_type", "outcome"]
+class GatewayWebhookEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The gateway inbox. `unmatched` events are flagged: no request of ours after every matching attempt."""
+
+    list_display = [
+        "received_at",
+        "gateway",
+        "event_type",
+        "event_id",
+        "outcome",
+        "attempts",
+        "next_attempt_at",
+        "payment_request",
+    ]
+    list_filter = ["outcome", "gateway", "event_type"]
+    date_hierarchy = "received_at"
     search_fields = ["event_id", "payment_request__order_number"]
     list_select_related = ["payment_request"]
 
 
 @admin.register(PaymentException)
-class PaymentExceptionAdmin(ReadOnlyAdmin):
+class PaymentExceptionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = [
         "created_at",
         "payment_request",
@@ -85,6 +86,8 @@ class PaymentExceptionAdmin(ReadOnlyAdmin):
         "currency",
         "resolution",
         "resolved_by",
+        "refund_refusals",
+        "last_refund_error",
     ]
     list_filter = ["resolution", "kind"]
     search_fields = ["payment_request__order_number", "gateway_reference"]

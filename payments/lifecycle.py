@@ -237,6 +237,10 @@ LIVE_ORDER_REFUSAL = (
 CONVERSATION_NOT_OPEN_REFUSAL = "Payment requests can only be sent in your own open chat."
 NO_CHANNEL_FAILURE = "The {channel} channel is not connected, so the link could not be delivered."
 
+# What the customer's /pay/<token>/ page says when the gateway could not open a checkout (nothing was attached
+# to the request; the button tries again).
+CHECKOUT_UNAVAILABLE_TEXT = "We could not start the payment. Please try again."
+
 # What the customer's /pay/<token>/ page says once the link no longer takes payments.
 CLOSED_PAGE_TEXT = {
     Status.PAID: ("Payment received", "Thank you. This order has been paid."),

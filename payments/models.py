@@ -89,6 +89,9 @@ class PaymentRequest(models.Model):
     failure_reason = models.CharField(max_length=200, blank=True)
     gateway = models.CharField(max_length=32)
     gateway_reference = models.CharField(max_length=100, blank=True)
+    # How many times the gateway refused to open a checkout. A refusal is kept under its idempotency key (a
+    # repeat would get the same refusal), so the key names this count: the next click sends a new one.
+    checkout_refusals = models.PositiveSmallIntegerField(default=0, editable=False)
 
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -218,11 +221,19 @@ class GatewayWebhookEvent(models.Model):
     outcome = models.CharField(max_length=16, choices=Outcome)
     payload = models.JSONField()
     received_at = models.DateTimeField(auto_now_add=True)
+    # An event that matches no request yet (it may have overtaken our own commit) stays RECEIVED and is tried
+    # again at `next_attempt_at`; after the last attempt it is UNMATCHED, flagged for a person.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at", "-pk"]
         constraints = [
             models.UniqueConstraint(fields=["gateway", "event_id"], name="payments_webhook_event_once")
+        ]
+        indexes = [
+            # The purge of processed events past the retention (and the admin's newest-first list).
+            models.Index(fields=["received_at"], name="payments_webhook_received"),
         ]
 
     def __str__(self) -> str:
@@ -254,6 +265,10 @@ class PaymentException(models.Model):
     )
     resolution = models.CharField(max_length=16, choices=Resolution, default=Resolution.OPEN)
     refund_reference = models.CharField(max_length=100, blank=True)
+    # Refund attempts the gateway refused; the refund's idempotency key names the attempt after them, so a
+    # retry after a refusal is a new request while a double-click of the same attempt refunds once.
+    refund_refusals = models.PositiveSmallIntegerField(default=0)
+    last_refund_error = models.CharField(max_length=300, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"

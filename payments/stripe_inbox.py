@@ -6,9 +6,14 @@
    without calling Stripe; then, outside any transaction, asks Stripe for the session's current state and
    hands that truth to `actions.record_received_gateway_event`. Duplicated, reordered or late events
    therefore repeat the truth, and one payment is counted once whichever message reported it (B4).
-3. `reconcile`: the beat task. Requests whose pay deadline passed a while ago with a Stripe session are
+3. An event that names a request of ours that we cannot match yet (B5: it overtook the commit that attaches
+   the session to the request) stays RECEIVED and is tried again with backoff, UNMATCHED_MAX_ATTEMPTS times
+   in all; then it is UNMATCHED, flagged in the admin for a person. An event that can never be ours (the
+   other mode, live vs test, or no request id) is UNMATCHED at once.
+4. `reconcile`: the beat task. Requests whose pay deadline passed a while ago with a Stripe session are
    asked about once the session is final, so a lost webhook or a lost task cannot leave money unaccounted
-   for (C3 #27); inbox rows stuck in RECEIVED (their task was lost with the broker) are queued again."""
+   for (C3 #27); inbox rows stuck in RECEIVED (their task was lost with the broker) or due for another
+   matching attempt are queued again."""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import actions
@@ -38,6 +43,11 @@ logger = logging.getLogger(__name__)
 GATEWAY = "stripe"
 Outcome = GatewayWebhookEvent.Outcome
 RECONCILE_BATCH_SIZE = 100
+# Unmatched events: tried this many times in all, waiting 1, 2, 4, 8, 16 minutes between tries (beat runs the
+# reconciler every minute), so an event is flagged about half an hour after it arrived.
+UNMATCHED_MAX_ATTEMPTS = 6
+UNMATCHED_FIRST_RETRY = timedelta(minutes=1)
+RETRYING = "retrying"  # no match yet: tried again later
 
 
 def store_event(event: dict) -> GatewayWebhookEvent | None:
@@ -83,7 +93,18 @@ def process_stored_event(inbox_id: int) -> str:
         _matching_request(request_id, stripe_object, event["type"]) if event_matches_account(event) else None
     )
     if payment_request is None:
-        logger.warning("Stripe event %s (%s) matches no payment request", inbox.event_id, inbox.event_type)
+        may_match_later = event_matches_account(event) and request_id.isdigit() and len(request_id) < 19
+        if may_match_later and inbox.attempts + 1 < UNMATCHED_MAX_ATTEMPTS:
+            return _try_again_later(inbox)
+        logger.warning(
+            "Stripe event %s (%s) matches no payment request after %s attempt(s): flagged as unmatched",
+            inbox.event_id,
+            inbox.event_type,
+            inbox.attempts + 1,
+        )
+        GatewayWebhookEvent.objects.filter(pk=inbox.pk, outcome=Outcome.RECEIVED).update(
+            attempts=F("attempts") + 1, next_attempt_at=None
+        )
         result = GatewayEvent(
             event_id=inbox.event_id, kind=EventKind.OTHER, type=inbox.event_type, client_reference=""
         )
@@ -99,6 +120,18 @@ def process_stored_event(inbox_id: int) -> str:
             event_id=inbox.event_id, kind=EventKind.OTHER, type=inbox.event_type, client_reference=request_id
         )
     return actions.record_received_gateway_event(inbox.pk, result)
+
+
+def _try_again_later(inbox: GatewayWebhookEvent) -> str:
+    """Count a failed matching attempt and schedule the next one (the reconciler queues it when due)."""
+    attempts = inbox.attempts + 1
+    # Conditional on the count read: a duplicate run of the same task counts the attempt once.
+    GatewayWebhookEvent.objects.filter(pk=inbox.pk, outcome=Outcome.RECEIVED, attempts=inbox.attempts).update(
+        attempts=attempts,
+        next_attempt_at=timezone.now() + UNMATCHED_FIRST_RETRY * 2 ** (attempts - 1),
+    )
+    logger.info("Stripe event %s matches no payment request yet (attempt %s)", inbox.event_id, attempts)
+    return RETRYING
 
 
 def settle_checkout(payment_request_id: int, *, why: str) -> str:
@@ -156,11 +189,20 @@ def requests_to_reconcile(now=None):
 
 
 def stuck_inbox_events(now=None):
-    """Events stored but not processed for a while: their task was lost (a broker restart)."""
+    """Events stored but not processed for a while (their task was lost with a broker restart), and events
+    that matched no request yet whose next attempt is due."""
     now = now or timezone.now()
-    return GatewayWebhookEvent.objects.filter(
-        ~Q(event_type__startswith="chat2pay."),
-        gateway=GATEWAY,
-        outcome=Outcome.RECEIVED,
+    lost = Q(
+        next_attempt_at__isnull=True,
         received_at__lte=now - timedelta(seconds=settings.CHAT2PAY_RECONCILE_AFTER_SECONDS),
-    ).values_list("pk", flat=True)[:RECONCILE_BATCH_SIZE]
+    )
+    return (
+        GatewayWebhookEvent.objects.filter(
+            lost | Q(next_attempt_at__lte=now),
+            ~Q(event_type__startswith="chat2pay."),
+            gateway=GATEWAY,
+            outcome=Outcome.RECEIVED,
+        )
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:RECONCILE_BATCH_SIZE]
+    )

@@ -64,6 +64,12 @@ def process_stripe_event_task(inbox_id: int) -> str:
 
 
 @shared_task
+def purge_processed_webhook_events_task() -> int:
+    """Beat: forget gateway events processed more than WEBHOOK_INBOX_RETENTION_DAYS ago; returns how many."""
+    return actions.purge_processed_webhook_events()
+
+
+@shared_task
 def reconcile_stripe_checkouts_task() -> int:
     """Ask Stripe about requests past their pay deadline whose final state we have not seen; re-queue stored
     events whose task was lost. Returns how many requests were asked about."""

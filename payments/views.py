@@ -23,7 +23,7 @@ from desk.access import agent_required
 from . import access, actions, lifecycle
 from .forms import PaymentRequestForm
 from .gateways import get_gateway
-from .gateways.base import InvalidWebhook, PaymentOutcome
+from .gateways.base import GatewayError, InvalidWebhook, PaymentOutcome
 from .realtime import pay_page_context
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,21 @@ def open_link(request: HttpRequest, token: str) -> HttpResponse:
     if payment_request is None or access.looks_like_link_preview(request.headers.get("User-Agent", "")):
         return HttpResponse(status=204)  # htmx leaves the page as it is; nothing was registered
     payment_request = actions.register_click(payment_request.pk).payment_request
-    payment_request = actions.open_checkout(payment_request)
+    try:
+        payment_request = actions.open_checkout(payment_request)
+    except GatewayError as error:
+        # Nothing was attached: the page says so and its button clicks again. The token is in this URL, so
+        # the log names the request by id only.
+        logger.warning(
+            "Could not open a %s checkout for payment request %s: %s",
+            payment_request.gateway,
+            payment_request.pk,
+            error,
+        )
+        context = pay_page_context(
+            payment_request, token=token, checkout_unavailable=lifecycle.CHECKOUT_UNAVAILABLE_TEXT
+        )
+        return render(request, "payments/pay.html#payment", context)
     return render(request, "payments/pay.html#payment", pay_page_context(payment_request, token=token))
 
 

@@ -28,23 +28,29 @@ from .base import (
 
 SECRET_HEADER = "X-Clickatell-Secret"
 SECRET_PARAMETER = "secret"
-# Clickatell's message statuses (by name, or by the numeric statusCode of older callbacks).
-STATUSES = {
-    "SENT_TO_SUPPLIER": "sent",
-    "DELIVERED_TO_GATEWAY": "sent",
-    "SENT": "sent",
-    "RECEIVED_BY_RECIPIENT": "delivered",
-    "DELIVERED": "delivered",
-    "READ": "read",
-    "ERROR_DELIVERING": "failed",
-    "FAILED": "failed",
-    "EXPIRED": "failed",
-    "UNDELIVERABLE": "failed",
-    "REJECTED": "failed",
-    "ROUTING_ERROR": "failed",
-    "OUT_OF_CREDIT": "failed",
+# Message statuses of the One API's Message Status Table (docs.clickatell.com/channels/one-api/
+# one-api-message-status-table/): the name is authoritative, the numeric `statusCode` the fallback.
+STATUSES = {"SENT_TO_SUPPLIER": "sent", "DEVICE_ACK": "delivered", "READ": "read"}
+STATUS_CODES = {4: "sent", 5: "delivered", 6: "read"}
+# UNKNOWN (1), QUEUED (2), SCHEDULED (3): nothing the agent needs yet; EMULATED (24): a test integration.
+NOT_YET = {"UNKNOWN", "QUEUED", "SCHEDULED", "EMULATED"}
+NOT_YET_CODES = {1, 2, 3, 24}
+# Everything from code 20 on is an error: EXPIRED, STOPPED_BY_USER, DELIVERY_FAILURE, ROUTING_ERROR, the
+# MEDIA_*, ENCRYPTION_* and WHATSAPP_* families, RECIPIENT_DOES_NOT_EXIST, INSUFFICIENT_ACCOUNT_BALANCE, ...
+FIRST_ERROR_CODE = 20
+ERROR_STATUSES = {
+    "EXPIRED",
+    "STOPPED_BY_USER",
+    "STOPPED_BY_ADMIN",
+    "DELIVERY_FAILURE",
+    "INSUFFICIENT_ACCOUNT_BALANCE",
+    "VOLUME_LIMIT",
+    "VOLUME_LIMIT_DAILY",
+    "VOLUME_LIMIT_MONTHLY",
+    "RECIPIENT_DOES_NOT_EXIST",
+    "ROUTING_ERROR",
 }
-STATUS_CODES = {3: "sent", 4: "delivered", 5: "failed", 7: "failed", 9: "failed", 10: "failed", 14: "failed"}
+ERROR_FAMILIES = ("MEDIA_", "ENCRYPTION_", "WHATSAPP_")
 
 
 def _error_reason(response) -> str:
@@ -114,8 +120,12 @@ class ClickatellAdapter:
             if not isinstance(event, dict):
                 raise TypeError("event is not an object")
             batch = WebhookBatch()
-            for message in event.get("moMessages", []):
-                batch.messages.append(_inbound(message))
+            # The reply callback carries one list per kind of inbound message: `moText`, and `moMedia`,
+            # `moLocation`, ... (new kinds are added over time and must not break us). Status callbacks
+            # carry `messageStatusUpdate`.
+            for kind, messages in event.items():
+                if kind.startswith("mo") and isinstance(messages, list):
+                    batch.messages.extend(_inbound(message, kind) for message in messages)
             for update in event.get("messageStatusUpdate", []):
                 status = _status(update)
                 if status:
@@ -127,31 +137,43 @@ class ClickatellAdapter:
             raise InvalidWebhook(f"malformed Clickatell webhook body: {error!r}") from None
 
 
-def _inbound(message: dict) -> InboundMessage:
-    content = message.get("content")
-    if not isinstance(content, str):
-        content = f"[{str(message.get('type', 'media')).lower()} message]"
-    channel = "whatsapp" if message.get("channel") == "whatsapp" else "sms"
+def _inbound(message: dict, kind: str) -> InboundMessage:
+    # Only `moText` content is text: a media message's `content` is the file itself, base64-encoded.
+    content = message.get("content") if kind == "moText" else message.get("caption")
+    if not isinstance(content, str) or not content.strip():
+        content = f"[{kind.removeprefix('mo').lower() or 'media'} message]"
+    channel = "whatsapp" if str(message.get("channel", "")).strip().lower() == "whatsapp" else "sms"
     return InboundMessage(
         event_id=str(message["messageId"]),
         channel=channel,
         phone="+" + digits(str(message["from"])),
         body=content,
-        name=str(message.get("whatsapp", {}).get("profileName", "")) if channel == "whatsapp" else "",
+        name=str((message.get("whatsapp") or {}).get("profileName") or "") if channel == "whatsapp" else "",
     )
 
 
 def _status(update: dict) -> StatusUpdate | None:
-    raw = str(update.get("status", "")).upper()
-    status = STATUSES.get(raw) or STATUS_CODES.get(int(update.get("statusCode") or 0))
-    if status is None:
+    raw = str(update.get("status") or "").strip().upper()
+    code = int(update.get("statusCode") or 0)
+    if raw in STATUSES:
+        status = STATUSES[raw]
+    elif raw in NOT_YET or (not raw and code in NOT_YET_CODES):
         return None
+    elif raw in ERROR_STATUSES or raw.startswith(ERROR_FAMILIES):
+        status = "failed"
+    elif code in STATUS_CODES:
+        status = STATUS_CODES[code]
+    elif code >= FIRST_ERROR_CODE and code not in NOT_YET_CODES:
+        status = "failed"
+    else:
+        return None  # a status this desk does not know yet: acknowledged, ignored
     message_id = str(update["messageId"])
     error = ""
     if status == "failed":
-        error = f"Clickatell: {update.get('error', {}).get('description') or raw.replace('_', ' ').lower()}"
+        reason = update.get("statusDescription") or (update.get("error") or {}).get("description")
+        error = f"Clickatell: {reason or raw.replace('_', ' ').lower() or f'status {code}'}"
     return StatusUpdate(
-        event_id=f"{message_id}:{raw or update.get('statusCode')}",
+        event_id=f"{message_id}:{raw or code}",
         provider_message_id=message_id,
         status=status,
         error=error,

@@ -4,10 +4,13 @@ goes into `InboundWebhookEvent` (unique per provider) in the same transaction as
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from desk import actions, realtime
 from desk.models import Conversation, Message
@@ -16,6 +19,7 @@ from .base import InboundMessage, StatusUpdate, WebhookBatch
 from .models import InboundWebhookEvent, OutboundDelivery
 
 APPLIED, DUPLICATE, UNMATCHED, IGNORED = "applied", "duplicate", "unmatched", "ignored"
+PURGE_BATCH_SIZE = 1000
 # Statuses only move forward, so a late or shuffled callback never rolls one back; `failed` is final.
 RANK = {"": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
 
@@ -91,3 +95,15 @@ def apply(provider: str, batch: WebhookBatch) -> list[str]:
     return [receive_message(provider, m) for m in batch.messages] + [
         apply_status(provider, s) for s in batch.statuses
     ]
+
+
+def purge_processed_events(*, now=None, batch_size: int = PURGE_BATCH_SIZE) -> int:
+    """Forget provider events received more than WEBHOOK_INBOX_RETENTION_DAYS ago, in batches; returns how
+    many. Every row was written with its effect (there is no unprocessed state), and the retention outlasts
+    the providers' redeliveries, so a replay within it is still a no-op."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.WEBHOOK_INBOX_RETENTION_DAYS)
+    old = InboundWebhookEvent.objects.filter(received_at__lt=cutoff)
+    purged = 0
+    while ids := list(old.values_list("pk", flat=True)[:batch_size]):
+        purged += old.filter(pk__in=ids).delete()[0]
+    return purged

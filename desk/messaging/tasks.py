@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import outbox
+from . import inbound, outbox
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
@@ -23,3 +23,9 @@ def deliver_due_outbound_task() -> int:
     for delivery_id in ids:
         deliver_outbound_task.delay(delivery_id)
     return len(ids)
+
+
+@shared_task
+def purge_processed_inbound_events_task() -> int:
+    """Beat: forget provider events older than WEBHOOK_INBOX_RETENTION_DAYS; returns how many."""
+    return inbound.purge_processed_events()

@@ -24,7 +24,17 @@ class InvalidWebhook(Exception):
 
 
 class GatewayError(Exception):
-    """The gateway could not do what was asked (timeout, refusal); safe to retry with the same request."""
+    """The gateway could not do what was asked (timeout, refusal).
+
+    `refused` says whether a retry needs a new idempotency key. True: the gateway answered with a refusal and
+    keeps that answer under the key (Stripe replays it, 5xx included), so repeating the key repeats the
+    refusal. False: the answer was lost (timeout, connection error) or the gateway asked for a retry (409,
+    429); the call may have happened, so only the same key is safe, and it returns what happened.
+    """
+
+    def __init__(self, message: str = "", *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class EventKind(enum.StrEnum):
@@ -84,7 +94,9 @@ class Gateway(Protocol):
     checkout_template: str
 
     def create_checkout(self, payment_request: PaymentRequest) -> Checkout:
-        """Open (or return the already open) checkout for a clicked request, closing at its pay deadline."""
+        """Open (or return the already open) checkout for a clicked request, closing at its pay deadline.
+
+        Idempotent per (request, `checkout_refusals`); raises GatewayError."""
 
     def payment_form(self, data: Mapping | None = None) -> forms.Form:
         """The fields the customer fills in on the pay page (none for redirecting gateways). Once valid,
@@ -100,4 +112,5 @@ class Gateway(Protocol):
         """Verify the signature over the raw body before reading it; else raise InvalidWebhook."""
 
     def refund(self, payment_reference: str, amount: Decimal, currency: str, *, idempotency_key: str) -> str:
-        """Return money to the customer; returns the gateway's refund reference. Raises GatewayError."""
+        """Return money to the customer; returns the gateway's refund reference. The same key refunds once.
+        Raises GatewayError (`refused` when the next attempt needs a new key)."""

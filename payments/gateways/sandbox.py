@@ -372,6 +372,6 @@ class SandboxGateway:
 
     def refund(self, payment_reference: str, amount: Decimal, currency: str, *, idempotency_key: str) -> str:
         if chaos("fail_refunds"):
-            raise GatewayError("Sandbox chaos: the refund failed.")
+            raise GatewayError("Sandbox chaos: the refund failed.", refused=True)
         # The same key always names the same refund, as a real gateway's idempotency keys do.
         return "re_sbx_" + hashlib.sha256(f"{idempotency_key}:{payment_reference}".encode()).hexdigest()[:24]

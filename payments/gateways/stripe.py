@@ -127,6 +127,14 @@ def verify(body: bytes, header: str | None) -> dict:
     return event
 
 
+def _refused(error: stripe.StripeError) -> bool:
+    """Whether Stripe answered with a refusal it keeps under the idempotency key (see GatewayError).
+
+    No answer (a connection error or timeout, `http_status` None), a conflict with a concurrent request
+    using the same key (409) and rate limiting (429) are not kept: the same key must be used again."""
+    return error.http_status is not None and error.http_status not in {409, 429}
+
+
 def _is_live_key() -> bool:
     return settings.STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_"))
 
@@ -247,12 +255,18 @@ class StripeGateway:
             "success_url": return_url + "?session_id={CHECKOUT_SESSION_ID}",
             "cancel_url": return_url,
         }
+        # One key per request while Stripe has not refused it: a retried click or a timed-out call returns the
+        # same session (C3 #29). Stripe keeps a refusal (5xx included) under its key, so after one the key
+        # moves on (`checkout_refusals`) and the customer's next click can succeed.
+        key = f"chat2pay-request-{payment_request.pk}-checkout"
+        if payment_request.checkout_refusals:
+            key += f"-{payment_request.checkout_refusals + 1}"
         try:
-            return client().v1.checkout.sessions.create(
-                params, options={"idempotency_key": f"chat2pay-request-{payment_request.pk}-checkout"}
-            )
+            return client().v1.checkout.sessions.create(params, options={"idempotency_key": key})
         except stripe.StripeError as error:
-            raise GatewayError(f"Stripe could not open a checkout: {error.user_message or error}") from error
+            raise GatewayError(
+                f"Stripe could not open a checkout: {error.user_message or error}", refused=_refused(error)
+            ) from error
 
     def payment_form(self, data: Mapping | None = None) -> RedirectForm:
         return RedirectForm(data)
@@ -316,7 +330,9 @@ class StripeGateway:
                 options={"idempotency_key": f"chat2pay-{idempotency_key}-refund"},
             )
         except stripe.StripeError as error:
-            raise GatewayError(f"Stripe refused the refund: {error.user_message or error}") from error
+            raise GatewayError(
+                f"Stripe refused the refund: {error.user_message or error}", refused=_refused(error)
+            ) from error
         if refund.status in {"failed", "canceled"}:
-            raise GatewayError(f"Stripe refund {refund.id} {refund.status}")
+            raise GatewayError(f"Stripe refund {refund.id} {refund.status}", refused=True)
         return refund.id

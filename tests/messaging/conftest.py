@@ -130,24 +130,36 @@ def post_whatsapp(body: bytes, *, signature: str | None = None, client: Client |
 # --- Clickatell webhooks ---------------------------------------------------------------------------------
 
 
-def ck_message(phone: str, text: str, *, channel: str = "sms", message_id: str | None = None) -> bytes:
+# Shapes of Clickatell's One API client callbacks (help.clickatell.com/developers-api-reference/reference/
+# one-api-client-callbacks): `{"integrationId", "integrationName", "event": {"moText": [...]}}` for
+# replies and `{"event": {"messageStatusUpdate": [...]}}` for statuses, with the Message Status Table's names
+# and codes.
+def ck_callback(event: dict) -> bytes:
     return json.dumps(
-        {
-            "event": {
-                "moMessages": [
-                    {
-                        "channel": channel,
-                        "messageId": message_id or secrets.token_hex(16),
-                        "from": phone.lstrip("+"),
-                        "to": "27870000000",
-                        "timestamp": 1750000000000,
-                        "content": text,
-                        "type": "TEXT",
-                    }
-                ]
-            }
-        }
+        {"integrationId": "fa8090815f05d5ed015f0b5b56080cd2", "integrationName": "Chat Desk", "event": event}
     ).encode()
+
+
+def ck_message(phone: str, text: str, *, channel: str = "sms", message_id: str | None = None) -> bytes:
+    message = {
+        "channel": channel,
+        "messageId": message_id or secrets.token_hex(16),
+        "relatedMessageId": None,
+        "relatedClientMessageId": None,
+        "from": phone.lstrip("+"),
+        "to": "27870000000",
+        "timestamp": 1750000000000,
+        "content": text,
+        "charset": "UTF-8",
+    }
+    if channel == "whatsapp":
+        message["whatsapp"] = {"profileName": "Thandi"}
+    else:
+        message["sms"] = {"network": "Network ID"}
+    return ck_callback({"moText": [message]})
+
+
+STATUS_TABLE = {"SENT_TO_SUPPLIER": 4, "DEVICE_ACK": 5, "READ": 6, "DELIVERY_FAILURE": 23}
 
 
 def ck_status(
@@ -156,12 +168,12 @@ def ck_status(
     update = {
         "channel": channel,
         "messageId": provider_message_id,
-        "status": status,
+        "clientMessageId": None,
         "timestamp": 1750000001000,
+        "status": status,
+        "statusCode": code if code is not None else STATUS_TABLE.get(status, 0),
     }
-    if code is not None:
-        update["statusCode"] = code
-    return json.dumps({"event": {"messageStatusUpdate": [update]}}).encode()
+    return ck_callback({"messageStatusUpdate": [update]})
 
 
 def post_clickatell(body: bytes, *, secret: str | None = CLICKATELL_SECRET, client: Client | None = None):

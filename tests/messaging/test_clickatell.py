@@ -17,7 +17,7 @@ from payments import actions as payment_actions
 from payments.lifecycle import Status
 from tests.payments.conftest import reload, send, token_of
 
-from .conftest import CLICKATELL_SECRET, ck_message, ck_status, post_clickatell
+from .conftest import CLICKATELL_SECRET, ck_callback, ck_message, ck_status, post_clickatell
 
 PHONE = "+27829876543"
 pytestmark = pytest.mark.django_db(transaction=True)  # real commits: the outbox runs on commit
@@ -40,10 +40,7 @@ class TestPaymentRequestOverClickatell:
         assert clickatell_api.requests[0]["headers"]["Authorization"] == "ck-test-key"
 
         delivery = OutboundDelivery.objects.get(message=payment_request.message)
-        assert (
-            post_clickatell(ck_status(delivery.provider_message_id, "RECEIVED_BY_RECIPIENT")).status_code
-            == 200
-        )
+        assert post_clickatell(ck_status(delivery.provider_message_id, "DEVICE_ACK")).status_code == 200
         delivery.refresh_from_db()
         assert delivery.delivery_status == "delivered"
 
@@ -103,7 +100,7 @@ class TestCallbacks:
         assert response.status_code == 200
 
     @pytest.mark.parametrize(
-        "body", [b"", b"{", b"[]", b'{"event": []}', b"{}", b'{"event": {"moMessages": [{"content": "x"}]}}']
+        "body", [b"", b"{", b"[]", b'{"event": []}', b"{}", b'{"event": {"moText": [{"content": "x"}]}}']
     )
     def test_a_malformed_body_is_refused(self, clickatell_api, body):
         assert post_clickatell(body).status_code == 400
@@ -118,11 +115,63 @@ class TestCallbacks:
         desk_actions.accept_conversation(conversation.pk, agent=alice)
         message = desk_actions.send_agent_message(conversation.pk, agent=alice, body="hi")
         provider_id = OutboundDelivery.objects.get(message=message).provider_message_id
-        status = ck_status(provider_id, "DELIVERED_TO_GATEWAY")
+        status = ck_status(provider_id, "SENT_TO_SUPPLIER")
         assert post_clickatell(status).json()["outcomes"] == ["applied"]
         assert post_clickatell(status).json()["outcomes"] == ["duplicate"]
-        post_clickatell(ck_status(provider_id, "", code=4))  # older callbacks: numeric statusCode only
+        post_clickatell(ck_status(provider_id, "", code=5))  # no name: the code (5 DEVICE_ACK) decides
         assert OutboundDelivery.objects.get(message=message).delivery_status == "delivered"
+
+
+class TestOneApiCallbackShapes:
+    """The documented callback bodies (One API client callbacks and its Message Status Table)."""
+
+    def test_a_media_reply_shows_a_placeholder_not_the_base64_file(self, clickatell_api):
+        media = {
+            "channel": "whatsapp ",  # sic: Clickatell's own sample has the trailing space
+            "messageId": "7ed16cedd7ca7c4d252c7ec854dec3cb",
+            "from": PHONE.lstrip("+"),
+            "to": "27870000000",
+            "timestamp": 1506607698000,
+            "contentType": "image/jpeg",
+            "content": "/9j/4AAQSkZJRgABAQAAAQABAAD",
+            "caption": "",
+            "whatsapp": {"profileName": "Thandi"},
+        }
+        assert post_clickatell(ck_callback({"moMedia": [media]})).json()["outcomes"] == ["applied"]
+        message = Message.objects.get(direction="inbound")
+        assert message.body == "[media message]"
+        assert message.conversation.channel == "whatsapp"
+        assert message.conversation.customer.name == "Thandi"
+
+    @pytest.mark.parametrize(
+        ("status", "code", "expected"),
+        [
+            ("SENT_TO_SUPPLIER", 4, "sent"),
+            ("DEVICE_ACK", 5, "delivered"),
+            ("DEVICE_ACK", 4, "delivered"),  # the name wins (Clickatell's FAQ sample pairs it with 4)
+            ("READ", 6, "read"),
+            ("DELIVERY_FAILURE", 23, "failed"),
+            ("WHATSAPP_RE_ENGAGEMENT_REQUIRED", 131, "failed"),
+            ("", 29, "failed"),
+            ("QUEUED", 2, ""),
+            ("SOMETHING_NEW", 7, ""),
+        ],
+    )
+    def test_statuses_follow_the_message_status_table(self, clickatell_api, alice, status, code, expected):
+        conversation = open_chat(alice)
+        message = desk_actions.send_agent_message(conversation.pk, agent=alice, body="hi")
+        delivery = OutboundDelivery.objects.get(message=message)
+        response = post_clickatell(ck_status(delivery.provider_message_id, status, code=code))
+        assert response.status_code == 200
+        delivery.refresh_from_db()
+        assert delivery.delivery_status == expected
+        if expected == "failed":
+            assert delivery.error.startswith("Clickatell: ")
+
+    def test_an_event_kind_we_do_not_know_is_acknowledged(self, clickatell_api):
+        response = post_clickatell(ck_callback({"somethingNew": [{"messageId": "x"}]}))
+        assert response.status_code == 200
+        assert response.json()["outcomes"] == []
 
 
 class TestSmsSegments:

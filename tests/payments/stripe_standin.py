@@ -36,6 +36,12 @@ class StripeStandIn:
         self.requests: list[tuple[str, str, dict, dict]] = []  # (method, path, params, headers)
         self.idempotent: dict[str, tuple[int, dict]] = {}
         self.fail_refunds = False
+        self.refund_delay = 0.0  # seconds a refund takes at "Stripe" (requests queue behind it meanwhile)
+        # Stripe's own outage: this many session creations answer 500 (kept under their idempotency key, as
+        # Stripe keeps every answer, so repeating the key repeats the 500).
+        self.fail_session_creates = 0
+        # A lost answer: this many session creations happen but the connection closes before the response.
+        self.drop_session_responses = 0
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -169,6 +175,7 @@ class StripeStandIn:
         intent = self.intents.get(params.get("payment_intent", ""))
         if intent is None:
             return 404, _error("No such payment_intent", code="resource_missing")
+        time.sleep(self.refund_delay)
         if self.fail_refunds:
             return 402, {
                 "error": {"type": "card_error", "code": "refund_failed", "message": "Refund failed."}
@@ -184,7 +191,7 @@ class StripeStandIn:
         self.refunds[refund["id"]] = refund
         return 200, refund
 
-    def handle(self, method: str, path: str, params: dict, headers: dict) -> tuple[int, dict]:
+    def handle(self, method: str, path: str, params: dict, headers: dict) -> tuple[int, dict] | None:
         with self.lock:
             self.requests.append((method, path, params, headers))
             if not headers.get("authorization", "").startswith("Bearer sk_"):
@@ -192,10 +199,13 @@ class StripeStandIn:
                     "error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}
                 }
             key = headers.get("idempotency-key")
-            if method == "POST" and key and key in self.idempotent:
-                return self.idempotent[key]  # Stripe replays the first answer for a repeated key
             parts = [part for part in path.split("/") if part]
-            if method == "POST" and parts == ["v1", "checkout", "sessions"]:
+            if method == "POST" and key and key in self.idempotent:
+                answer = self.idempotent[key]  # Stripe replays the first answer for a repeated key
+            elif method == "POST" and parts == ["v1", "checkout", "sessions"] and self.fail_session_creates:
+                self.fail_session_creates -= 1
+                answer = 500, {"error": {"type": "api_error", "message": "An unknown error occurred."}}
+            elif method == "POST" and parts == ["v1", "checkout", "sessions"]:
                 answer = self._create_session(params)
             elif method == "GET" and parts[:3] == ["v1", "checkout", "sessions"] and len(parts) == 4:
                 answer = self._session(parts[3], list(params.get("expand", {}).values()))
@@ -207,6 +217,9 @@ class StripeStandIn:
                 answer = 404, _error(f"Unrecognized request URL ({method}: {path})")
             if method == "POST" and key:
                 self.idempotent[key] = answer
+            if parts == ["v1", "checkout", "sessions"] and self.drop_session_responses:
+                self.drop_session_responses -= 1
+                return None  # the session exists; its answer is lost on the way
             return answer
 
     def _handler(self):
@@ -219,12 +232,18 @@ class StripeStandIn:
                 body = self.rfile.read(length).decode() if length else ""
                 params = _nested(parse_qsl(url.query) + parse_qsl(body))
                 headers = {key.lower(): value for key, value in self.headers.items()}
-                status, payload = stand_in.handle(method, url.path, params, headers)
+                answer = stand_in.handle(method, url.path, params, headers)
+                if answer is None:
+                    self.close_connection = True
+                    return
+                status, payload = answer
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Request-Id", f"req_{secrets.token_hex(8)}")
+                if status >= 500:  # a kept answer: Stripe tells its libraries not to retry it
+                    self.send_header("Stripe-Should-Retry", "false")
                 self.end_headers()
                 self.wfile.write(data)
 

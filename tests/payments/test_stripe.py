@@ -5,6 +5,8 @@ made with the library's own signing helper. Every scenario of the spec that conc
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -14,14 +16,15 @@ import pytest
 import stripe
 import time_machine
 from django.core import checks
+from django.db import connection
 from django.utils import timezone
 
-from payments import actions, tasks
+from payments import actions, lifecycle, stripe_inbox, tasks
 from payments.apps import check_gateway_configuration
 from payments.gateways.base import GatewayError
 from payments.lifecycle import Reason, Status
 from payments.models import GatewayWebhookEvent, PaymentEvent, PaymentException, PaymentRequest
-from tests.payments.conftest import reload, send, token_of
+from tests.payments.conftest import make_request, reload, send, token_of
 from tests.payments.stripe_standin import StripeStandIn
 
 pytestmark = pytest.mark.django_db
@@ -79,6 +82,17 @@ def money_accounted_for(stand_in: StripeStandIn) -> None:
         assert payment_request.events.filter(reason=Reason.PAID).count() == 1
 
 
+def run_matching_attempts_until_settled() -> None:
+    """Play beat's reconciler at each due retry of the events that matched no request yet."""
+    for _ in range(stripe_inbox.UNMATCHED_MAX_ATTEMPTS + 1):
+        due = GatewayWebhookEvent.objects.filter(outcome="received").order_by("next_attempt_at").first()
+        if due is None:
+            return
+        with time_machine.travel(due.next_attempt_at + timedelta(seconds=1), tick=False):
+            tasks.reconcile_stripe_checkouts_task.apply()
+    raise AssertionError("events still unsettled after every attempt")
+
+
 class TestCheckoutSession:
     def test_the_click_opens_one_session_with_our_ids_and_cards_only(self, checkout, stripe_api):
         (call,) = stripe_api.calls("POST", "/v1/checkout/sessions")
@@ -104,6 +118,54 @@ class TestCheckoutSession:
         again = get_gateway("stripe").create_checkout(checkout)
         assert again.reference == checkout.gateway_reference
         assert len(stripe_api.sessions) == 1
+
+    def test_a_stripe_error_shows_a_friendly_page_and_the_next_click_opens_the_session(
+        self, client, alice, alices_conversation, stripe_api, caplog
+    ):
+        # Given Stripe answers the session creation with a 500, which it keeps under the idempotency key
+        payment_request = send(alices_conversation, alice)
+        token = token_of(payment_request)
+        stripe_api.fail_session_creates = 1
+        # When the customer's page registers the click
+        with caplog.at_level(logging.WARNING):
+            response = client.post(f"/pay/{token}/open/")
+        # Then they read that the payment could not start, nothing is attached, and the log has no token
+        assert response.status_code == 200
+        assert lifecycle.CHECKOUT_UNAVAILABLE_TEXT in response.content.decode()
+        assert "Try again" in response.content.decode()
+        payment_request = reload(payment_request)
+        assert (payment_request.status, payment_request.gateway_reference) == (Status.CLICKED, "")
+        assert not stripe_api.sessions
+        assert f"payment request {payment_request.pk}" in caplog.text
+        assert token not in caplog.text
+        # When they press "Try again": a new key (the old one would replay the 500), and one session
+        response = client.post(f"/pay/{token}/open/")
+        payment_request = reload(payment_request)
+        assert list(stripe_api.sessions) == [payment_request.gateway_reference]
+        assert "Opening the secure payment form" not in response.content.decode()
+        keys = [call[3]["idempotency-key"] for call in stripe_api.calls("POST", "/v1/checkout/sessions")]
+        assert keys == [
+            f"chat2pay-request-{payment_request.pk}-checkout",
+            f"chat2pay-request-{payment_request.pk}-checkout-2",
+        ]
+
+    def test_a_lost_answer_is_retried_with_the_same_key_and_opens_one_session(
+        self, client, alice, alices_conversation, stripe_api
+    ):
+        # Given Stripe creates the session but the answer is lost, for the library's own retries too
+        payment_request = send(alices_conversation, alice)
+        token = token_of(payment_request)
+        stripe_api.drop_session_responses = 3
+        response = client.post(f"/pay/{token}/open/")
+        assert lifecycle.CHECKOUT_UNAVAILABLE_TEXT in response.content.decode()
+        assert reload(payment_request).gateway_reference == ""
+        (created,) = stripe_api.sessions  # it did happen at Stripe
+        # When the customer tries again: the same key returns that session, never a second one
+        client.post(f"/pay/{token}/open/")
+        assert reload(payment_request).gateway_reference == created
+        assert len(stripe_api.sessions) == 1
+        keys = {call[3]["idempotency-key"] for call in stripe_api.calls("POST", "/v1/checkout/sessions")}
+        assert keys == {f"chat2pay-request-{payment_request.pk}-checkout"}
 
     def test_the_pay_button_is_refused_after_the_deadline(self, client, checkout, stripe_api):
         with time_machine.travel(checkout.pay_deadline, tick=False):
@@ -211,7 +273,7 @@ class TestScenarios:
         assert (refund["payment_intent"], refund["amount"]) == (session["payment_intent"], 12050)
         assert refunded.refund_reference == refund["id"]
 
-    def test_a_failed_refund_stays_open_and_is_never_reported_refunded(
+    def test_a_refused_refund_stays_open_and_its_retry_sends_a_new_key(
         self, checkout, stripe_api, deliver, sam
     ):
         with time_machine.travel(checkout.pay_deadline + timedelta(seconds=60), tick=False):
@@ -219,13 +281,29 @@ class TestScenarios:
             session = stripe_api.complete(checkout.gateway_reference)
             deliver(stripe_api.event("checkout.session.completed", session))
         exception = PaymentException.objects.get()
+        # Given Stripe refuses the refund (and keeps that answer under the attempt's key)
         stripe_api.fail_refunds = True
-        for _ in range(2):  # the retry carries the same idempotency key: Stripe answers the same refusal
-            with pytest.raises(GatewayError):
-                actions.refund_payment_exception(exception.pk, by=sam)
+        with pytest.raises(GatewayError):
+            actions.refund_payment_exception(exception.pk, by=sam)
         exception.refresh_from_db()
         assert exception.resolution == PaymentException.Resolution.OPEN  # still visible, never "refunded"
+        assert (exception.refund_refusals, exception.last_refund_error) == (
+            1,
+            "Stripe refused the refund: Refund failed.",
+        )
         assert not stripe_api.refunds
+        # When the supervisor retries once Stripe would accept it: a new key, so not the replayed refusal
+        stripe_api.fail_refunds = False
+        refunded = actions.refund_payment_exception(exception.pk, by=sam)
+        assert refunded.resolution == PaymentException.Resolution.REFUNDED
+        (refund,) = stripe_api.refunds.values()
+        assert refunded.refund_reference == refund["id"]
+        keys = [call[3]["idempotency-key"] for call in stripe_api.calls("POST", "/v1/refunds")]
+        assert keys == [
+            f"chat2pay-payment-exception-{exception.pk}-refund",
+            f"chat2pay-payment-exception-{exception.pk}-attempt-2-refund",
+        ]
+        money_accounted_for(stripe_api)
 
     def test_a_refund_retried_after_a_lost_answer_refunds_once(self, checkout, stripe_api):
         from payments.gateways import get_gateway
@@ -255,9 +333,46 @@ class TestScenarios:
         ours_elsewhere = {**foreign, "client_reference_id": str(checkout.pk)}  # a staging desk's request
         for obj in (foreign, ours_elsewhere):
             assert deliver(stripe_api.event("checkout.session.completed", obj)).status_code == 200
-        assert set(GatewayWebhookEvent.objects.values_list("outcome", flat=True)) == {"unmatched"}
-        assert reload(checkout).status == Status.CLICKED
+        # It may have overtaken our own commit: tried again with backoff, then flagged, never a crash.
+        assert set(GatewayWebhookEvent.objects.values_list("outcome", "attempts")) == {("received", 1)}
+        run_matching_attempts_until_settled()
+        flagged = GatewayWebhookEvent.objects.filter(event_type="checkout.session.completed")
+        assert set(flagged.values_list("outcome", "attempts", "next_attempt_at")) == {
+            ("unmatched", stripe_inbox.UNMATCHED_MAX_ATTEMPTS, None)
+        }
         assert not stripe_api.calls("GET", "/v1/checkout/sessions/cs_test_someone_else")
+        # A later reconciler run leaves the flagged events alone.
+        with time_machine.travel(timezone.now() + timedelta(days=1), tick=False):
+            tasks.reconcile_stripe_checkouts_task.apply()
+        assert set(flagged.values_list("outcome", "attempts")) == {
+            ("unmatched", stripe_inbox.UNMATCHED_MAX_ATTEMPTS)
+        }
+        assert not PaymentException.objects.exists()
+        assert not checkout.events.filter(actor_kind="gateway").exists()  # nothing from the foreign events
+
+    def test_an_event_that_overtakes_our_commit_is_applied_when_the_request_catches_up(
+        self, client, alice, alices_conversation, stripe_api, deliver
+    ):
+        # Given the customer clicked, Stripe opened the session and the customer paid on it, but the commit
+        # that attaches the session to our request has not happened yet
+        payment_request = send(alices_conversation, alice)
+        payment_request = actions.register_click(payment_request.pk).payment_request
+        from payments.gateways import get_gateway
+
+        session_id = get_gateway("stripe").create_checkout(payment_request).reference
+        session = stripe_api.complete(session_id)
+        # When Stripe's event arrives first
+        assert deliver(stripe_api.event("checkout.session.completed", session)).status_code == 200
+        inbox = GatewayWebhookEvent.objects.get()
+        assert (inbox.outcome, inbox.attempts) == ("received", 1)
+        assert reload(payment_request).status == Status.CLICKED
+        # Then once our row has it (the same idempotency key returns the same session), a retry applies it
+        actions.open_checkout(reload(payment_request))
+        assert reload(payment_request).gateway_reference == session_id
+        run_matching_attempts_until_settled()
+        assert GatewayWebhookEvent.objects.get().outcome == "applied"
+        assert reload(payment_request).status == Status.PAID
+        money_accounted_for(stripe_api)
 
     def test_an_event_from_live_mode_is_not_ours(self, checkout, stripe_api, deliver):
         session = stripe_api.complete(checkout.gateway_reference)
@@ -296,6 +411,45 @@ class TestScenarios:
         assert reload(checkout).status == Status.PAID
         assert not PaymentException.objects.exists()
         money_accounted_for(stripe_api)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_double_clicked_refund_refunds_once(stripe_api, sam):
+    # Given late money, and a refund that takes Stripe a moment
+    payment_request = make_request(Status.EXPIRED, gateway="stripe", currency="ZAR")
+    stripe_api.intents["pi_late"] = {"id": "pi_late", "amount": 12050, "currency": "zar"}
+    exception = PaymentException.objects.create(
+        payment_request=payment_request,
+        kind=PaymentException.Kind.LATE,
+        amount=Decimal("120.50"),
+        currency="ZAR",
+        gateway="stripe",
+        gateway_reference="pi_late",
+    )
+    stripe_api.refund_delay = 0.5
+    resolutions = []
+
+    def first_click() -> None:
+        try:
+            resolutions.append(actions.refund_payment_exception(exception.pk, by=sam).resolution)
+        finally:
+            connection.close()
+
+    # When the supervisor clicks again while the first click's refund is still at Stripe
+    thread = threading.Thread(target=first_click)
+    thread.start()
+    for _ in range(100):
+        if stripe_api.calls("POST", "/v1/refunds"):
+            break
+        time.sleep(0.05)
+    resolutions.append(actions.refund_payment_exception(exception.pk, by=sam).resolution)
+    thread.join()
+    # Then both clicks sent the same attempt's key, and the money went back once
+    assert resolutions == ["refunded", "refunded"]
+    assert len(stripe_api.refunds) == 1
+    keys = {call[3]["idempotency-key"] for call in stripe_api.calls("POST", "/v1/refunds")}
+    assert keys == {f"chat2pay-payment-exception-{exception.pk}-refund"}
+    assert payment_request.events.filter(reason=Reason.REFUNDED).count() == 1
 
 
 class TestReconciler:
