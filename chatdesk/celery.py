@@ -1,10 +1,12 @@
 """The Celery app, and the heartbeats that /healthz reads for the worker and for beat."""
 
+import logging
 import os
 import time
 
 from celery import Celery, bootsteps
 from celery.beat import PersistentScheduler
+from redis import RedisError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatdesk.settings")
 
@@ -12,16 +14,25 @@ app = Celery("chatdesk", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+logger = logging.getLogger(__name__)
+
 WORKER_HEARTBEAT_KEY = "chatdesk:heartbeat:worker"
 BEAT_HEARTBEAT_KEY = "chatdesk:heartbeat:beat"
 
 
 def write_heartbeat(key: str) -> None:
-    """Record that a process is alive now (a Unix time in Redis, read by /healthz)."""
+    """Record that a process is alive now (a Unix time in Redis, read by /healthz).
+
+    Best effort: while Redis is down the heartbeat goes stale (and /healthz says so), but the process goes on.
+    Raised from beat's tick, the error used to stop beat for good on the first Redis restart.
+    """
     from django.conf import settings
     from django.core.cache import cache
 
-    cache.set(key, time.time(), timeout=settings.HEARTBEAT_STALE_AFTER_SECONDS * 4)
+    try:
+        cache.set(key, time.time(), timeout=settings.HEARTBEAT_STALE_AFTER_SECONDS * 4)
+    except (RedisError, OSError) as error:
+        logger.warning("Could not write the heartbeat %s: %s", key, error)
 
 
 class WorkerHeartbeat(bootsteps.StartStopStep):

@@ -57,6 +57,21 @@ def _conversation_ops(conversation: Conversation, *, viewer: str, user=None, wit
     return ops
 
 
+MAX_PINGED_CARDS = 1000
+
+
+def _card_versions(cards) -> dict[int, int]:
+    """The {payment request id: version} a ping says its page shows; anything malformed counts as nothing
+    shown (every card is sent again), never as an error."""
+    if not isinstance(cards, dict) or len(cards) > MAX_PINGED_CARDS:
+        return {}
+    known = {}
+    for key, version in cards.items():
+        if isinstance(key, str) and key.isdigit() and type(version) is int:
+            known[int(key)] = version
+    return known
+
+
 def _message_op(message: Message, *, viewer: str, user=None) -> dict:
     html = render_to_string("desk/_message.html", {"message": message, "viewer": viewer, "user": user})
     return {"op": "upsert", "container": f"transcript-{message.conversation_id}", "html": html}
@@ -109,7 +124,9 @@ class DeskConsumer(JsonObjectConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
-        """The only message a client sends is a ping: re-check the user and re-join groups (B10, C41)."""
+        """The only message a client sends is a ping: re-check the user, re-join groups (B10, C41) and send
+        again any payment card newer than the versions the ping says the page shows, so a push the
+        at-most-once channel layer lost is made good within one ping interval."""
         if content.get("type") != "ping":
             return
         self.user = self.scope["user"] = await get_user(self.scope)  # logged out or deactivated since?
@@ -118,6 +135,8 @@ class DeskConsumer(JsonObjectConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         await self._join(groups)
+        for op in await self._stale_payment_card_ops(_card_versions(content.get("cards"))):
+            await self.send_json(op)
         await self.send_json({"op": "pong"})
 
     async def send_snapshot(self):
@@ -142,6 +161,12 @@ class DeskConsumer(JsonObjectConsumer):
     @database_sync_to_async
     def _payment_card_op(self, payment_request_id: int) -> dict | None:
         return payments_realtime.card_op(payment_request_id, user=self.user, viewer="agent")
+
+    @database_sync_to_async
+    def _stale_payment_card_ops(self, known: dict[int, int]) -> list[dict]:
+        if self.conversation_id is None:
+            return []
+        return payments_realtime.stale_card_ops(self.conversation_id, known, user=self.user, viewer="agent")
 
     async def conversation_changed(self, event):
         await self.send_json({"op": "refresh", "target": "conversation-list"})

@@ -80,6 +80,17 @@ def card_op(payment_request_id: int, *, user, viewer: str) -> dict | None:
     return {"op": "upsert", "html": html}
 
 
+def stale_card_ops(conversation_id: int, known: dict[int, int], *, user, viewer: str) -> list[dict]:
+    """Upserts of the conversation's cards that are newer than the versions a page says it shows.
+
+    One query of (id, version) pairs; only a card whose push the page missed (a worker killed between commit
+    and push, a Redis restart under an open socket) is rendered and sent again.
+    """
+    versions = PaymentRequest.objects.filter(conversation_id=conversation_id).values_list("pk", "version")
+    ops = (card_op(pk, user=user, viewer=viewer) for pk, version in versions if version > known.get(pk, 0))
+    return [op for op in ops if op is not None]
+
+
 def pay_page_op(payment_request_id: int, *, token: str) -> dict:
     """An upsert of the customer's pay page section (status, time left, payment form)."""
     payment_request = PaymentRequest.objects.get(pk=payment_request_id)

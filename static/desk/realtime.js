@@ -105,6 +105,16 @@
     indicator.querySelector(".connection-text").textContent = text;
   }
 
+  // The payment cards this page shows, {id: version}: the server answers a ping with any newer one, so a
+  // push lost on the way (a worker killed after its commit, a Redis restart) is made good within a ping.
+  function cardVersions() {
+    const cards = {};
+    document.querySelectorAll("[data-payment-request-id][data-version]").forEach(function (el) {
+      cards[el.getAttribute("data-payment-request-id")] = version(el);
+    });
+    return cards;
+  }
+
   function connect(path) {
     let backoff = 500;
     let pingTimer = null;
@@ -116,7 +126,7 @@
         backoff = 500;
         setState("live", "Live");
         pingTimer = window.setInterval(function () {
-          socket.send(JSON.stringify({ type: "ping" }));
+          socket.send(JSON.stringify({ type: "ping", cards: cardVersions() }));
         }, PING_MS);
       });
       socket.addEventListener("message", function (event) {

@@ -129,3 +129,17 @@ def test_it_needs_no_login(client):
 
     assert response.status_code == 200
     assert "Location" not in response
+
+
+def test_a_heartbeat_that_cannot_reach_redis_is_skipped_not_raised(monkeypatch):
+    """Beat writes its heartbeat on every tick: a Redis restart used to raise out of the tick and stop beat
+    for good (found by tests/reliability/test_faults.py)."""
+    import redis
+    from django.core.cache import cache
+
+    def refuse(*args, **kwargs):
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(cache, "set", refuse)
+
+    write_heartbeat(BEAT_HEARTBEAT_KEY)  # no exception

@@ -166,3 +166,40 @@ async def test_a_ping_from_a_deactivated_user_closes_the_socket():
     await socket.send_json_to({"type": "ping"})
 
     assert (await socket.receive_output(timeout=5))["type"] == "websocket.close"
+
+
+async def test_a_ping_resends_the_cards_newer_than_the_page_shows_before_its_pong():
+    """A push the channel layer lost (a worker killed between commit and push, a Redis restart under an open
+    socket) is made good at the page's next ping (found by tests/reliability/test_faults.py); a page that
+    missed nothing gets only its pong."""
+    from payments.lifecycle import Status
+    from tests.payments.conftest import make_request
+
+    alice = await database_sync_to_async(AgentFactory)()
+    conversation = await database_sync_to_async(ConversationFactory)(status="open", assigned_agent=alice)
+    payment_request = await database_sync_to_async(make_request)(
+        Status.SENT, agent=alice, conversation=conversation
+    )
+    socket = await connect(f"/ws/desk/conversations/{conversation.pk}/", await session_cookie(alice))
+    try:
+        await drain(socket)
+        # Expired while no push reached this socket
+        await database_sync_to_async(type(payment_request).objects.filter(pk=payment_request.pk).update)(
+            status=Status.EXPIRED, version=2
+        )
+
+        await socket.send_json_to({"type": "ping", "cards": {str(payment_request.pk): 1}})
+        ops = await drain(socket)
+        await socket.send_json_to({"type": "ping", "cards": {str(payment_request.pk): 2}})
+        up_to_date = await drain(socket)
+        await socket.send_json_to({"type": "ping", "cards": "not a map"})  # read as: no card shown
+        malformed = await drain(socket)
+    finally:
+        await socket.disconnect()
+
+    assert [op["op"] for op in ops] == ["upsert", "pong"]
+    assert f'id="{payment_request.dom_id}"' in ops[0]["html"]
+    assert 'data-version="2"' in ops[0]["html"]
+    assert 'data-status="expired"' in ops[0]["html"]
+    assert up_to_date == [{"op": "pong"}]
+    assert [op["op"] for op in malformed] == ["upsert", "pong"]
