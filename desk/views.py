@@ -21,7 +21,9 @@ def _conversation_lists(request) -> dict:
     order = "-last_activity_at"
     if form.is_valid():
         if q := form.cleaned_data["q"].strip():
-            conversations = conversations.filter(Q(customer__name__icontains=q) | Q(customer__phone__contains=q))
+            conversations = conversations.filter(
+                Q(customer__name__icontains=q) | Q(customer__phone__contains=q)
+            )
         if status := form.cleaned_data["status"]:
             conversations = conversations.filter(status=status)
         order = form.order_by()
@@ -81,7 +83,9 @@ def send_message(request, pk: int):
     message = None
     if form.is_valid():
         try:
-            message = actions.send_agent_message(conversation.pk, agent=request.user, body=form.cleaned_data["body"])
+            message = actions.send_agent_message(
+                conversation.pk, agent=request.user, body=form.cleaned_data["body"]
+            )
             form = MessageForm()
         except actions.Refusal as refusal:
             form.add_error("body", refusal.message)

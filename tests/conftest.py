@@ -12,7 +12,6 @@ def _isolated_redis(settings):
     import redis
 
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
-    yield
 
 
 @pytest.fixture

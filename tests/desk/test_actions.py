@@ -7,7 +7,9 @@ from desk.models import Conversation, Message
 
 @pytest.mark.django_db
 class TestStartConversation:
-    def test_it_creates_a_pending_conversation_with_the_first_message(self, django_capture_on_commit_callbacks):
+    def test_it_creates_a_pending_conversation_with_the_first_message(
+        self, django_capture_on_commit_callbacks
+    ):
         with django_capture_on_commit_callbacks() as callbacks:
             conversation = actions.start_conversation(name="Thandi", phone="+27821234567", body="Hello")
 
@@ -23,7 +25,11 @@ class TestStartConversation:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("+27 82 123 4567", "+27821234567"), ("082 123 4567", "+27821234567"), ("+1 415 555 0123", "+14155550123")],
+    [
+        ("+27 82 123 4567", "+27821234567"),
+        ("082 123 4567", "+27821234567"),
+        ("+1 415 555 0123", "+14155550123"),
+    ],
 )
 def test_phone_numbers_are_stored_in_e164(raw, expected):
     assert actions.normalize_phone(raw) == expected
@@ -66,7 +72,9 @@ class TestMessages:
 
     def test_an_over_long_message_is_refused(self, alices_conversation, alice, settings):
         with pytest.raises(ValidationError):
-            actions.send_agent_message(alices_conversation.pk, agent=alice, body="x" * (settings.DESK_MESSAGE_MAX_LENGTH + 1))
+            actions.send_agent_message(
+                alices_conversation.pk, agent=alice, body="x" * (settings.DESK_MESSAGE_MAX_LENGTH + 1)
+            )
 
     def test_a_customer_cannot_write_into_a_closed_chat(self, alices_conversation, alice):
         actions.close_conversation(alices_conversation.pk, agent=alice)

@@ -41,7 +41,8 @@ class TestDeskList:
 
         assert [c.customer.name for c in by_name.context["queue"]] == ["Thandi Nkosi"]
         assert [c.customer.name for c in by_phone.context["queue"]] == ["John Smith"]
-        assert by_status.context["queue"] == [] and by_status.context["mine"] == [closed]
+        assert by_status.context["queue"] == []
+        assert by_status.context["mine"] == [closed]
 
     def test_sort_by_last_activity(self, alice_client):
         from datetime import timedelta
@@ -61,7 +62,9 @@ class TestDeskList:
     def test_a_thousand_conversations_render_with_a_bounded_number_of_queries(self, alice_client, alice):
         customers = CustomerFactory.create_batch(50)
         for i in range(1000):
-            ConversationFactory(customer=customers[i % 50], **({"status": "open", "assigned_agent": alice} if i % 2 else {}))
+            ConversationFactory(
+                customer=customers[i % 50], **({"status": "open", "assigned_agent": alice} if i % 2 else {})
+            )
 
         with CaptureQueriesContext(connection) as queries:
             response = alice_client.get(reverse("desk:index"))
@@ -88,14 +91,18 @@ class TestConversationPage:
         page = alice_client.get(reverse("desk:conversation", args=[pending_conversation.pk]))
         assert b"Accept chat" in page.content
 
-        response = alice_client.post(reverse("desk:accept", args=[pending_conversation.pk]), HTTP_HX_REQUEST="true")
+        response = alice_client.post(
+            reverse("desk:accept", args=[pending_conversation.pk]), HTTP_HX_REQUEST="true"
+        )
 
         assert response.status_code == 200
         assert response["HX-Redirect"] == reverse("desk:conversation", args=[pending_conversation.pk])
         pending_conversation.refresh_from_db()
         assert pending_conversation.status == Conversation.Status.OPEN
 
-    def test_accepting_a_taken_chat_shows_a_toast_and_changes_nothing(self, client, bob, alice, pending_conversation):
+    def test_accepting_a_taken_chat_shows_a_toast_and_changes_nothing(
+        self, client, bob, alice, pending_conversation
+    ):
         from desk import actions
 
         actions.accept_conversation(pending_conversation.pk, agent=alice)
@@ -106,7 +113,9 @@ class TestConversationPage:
 
     def test_sending_a_reply(self, alice_client, alices_conversation):
         response = alice_client.post(
-            reverse("desk:send_message", args=[alices_conversation.pk]), {"body": "Hello!"}, HTTP_HX_REQUEST="true"
+            reverse("desk:send_message", args=[alices_conversation.pk]),
+            {"body": "Hello!"},
+            HTTP_HX_REQUEST="true",
         )
         assert response.status_code == 200
         assert list(alices_conversation.messages.values_list("body", flat=True)) == ["Hello!"]
@@ -114,7 +123,9 @@ class TestConversationPage:
 
     def test_an_empty_reply_is_a_field_error_and_nothing_is_written(self, alice_client, alices_conversation):
         response = alice_client.post(
-            reverse("desk:send_message", args=[alices_conversation.pk]), {"body": "   "}, HTTP_HX_REQUEST="true"
+            reverse("desk:send_message", args=[alices_conversation.pk]),
+            {"body": "   "},
+            HTTP_HX_REQUEST="true",
         )
         assert response.status_code == 422
         assert b"Type a message first." in response.content

@@ -56,4 +56,6 @@ class Command(BaseCommand):
                     actions.send_agent_message(
                         conversation.pk, agent=users["agent1"], body="Hello Thandi, I can help with that."
                     )
-        self.stdout.write(self.style.SUCCESS(f"Demo data ready. Users: {', '.join(users)}; password: {DEMO_PASSWORD}"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Demo data ready. Users: {', '.join(users)}; password: {DEMO_PASSWORD}")
+        )
