@@ -174,6 +174,12 @@ class DeskConsumer(JsonObjectConsumer):
         return payments_realtime.card_op(payment_request_id, user=self.user, viewer="agent")
 
     @database_sync_to_async
+    def _payment_card_ops(self, payment_request_ids: list[int]) -> list[dict]:
+        return payments_realtime.card_ops(
+            self.conversation_id, payment_request_ids, user=self.user, viewer="agent"
+        )
+
+    @database_sync_to_async
     def _stale_payment_card_ops(self, known: dict[int, int]) -> list[dict]:
         if self.conversation_id is None:
             return []
@@ -204,6 +210,17 @@ class DeskConsumer(JsonObjectConsumer):
             op := await self._payment_card_op(event["payment_request_id"])
         ):
             await self.send_json(op)
+
+    async def payment_requests_changed(self, event):
+        """Several cards changed at once (the expiry sweep): one list refresh, and the open conversation's
+        cards re-read in one database step."""
+        if self.is_supervisor:
+            await self.send_json({"op": "refresh", "target": "transactions"})
+            for payment_request_id in event["payment_request_ids"]:
+                await self.send_json({"op": "refresh", "target": f"transaction-{payment_request_id}-detail"})
+        if event["conversation_id"] is not None and event["conversation_id"] == self.conversation_id:
+            for op in await self._payment_card_ops(event["payment_request_ids"]):
+                await self.send_json(op)
 
 
 class CustomerChatConsumer(JsonObjectConsumer):
@@ -266,3 +283,6 @@ class CustomerChatConsumer(JsonObjectConsumer):
 
     async def payment_request_changed(self, event):
         """Nothing to redraw: the customer's transcript shows the link as text; the pay page has its own."""
+
+    async def payment_requests_changed(self, event):
+        """Nor for a batch."""

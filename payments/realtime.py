@@ -8,6 +8,8 @@ reordered hint is harmless: each element carries the request's version and the b
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from collections.abc import Iterable
 
 from asgiref.sync import async_to_sync
@@ -22,6 +24,9 @@ from .gateways import get_gateway
 from .models import BusinessProfile, PaymentRequest
 
 EVENT_TYPE = "payment.request_changed"
+# Several requests changed in one unit of work (the expiry sweep's batch): one hint per page group, not one
+# per request, so a page with many cards due at once re-reads them in one database step.
+BATCH_EVENT_TYPE = "payment.requests_changed"
 
 
 def pay_page_group(payment_request_id: int) -> str:
@@ -47,19 +52,47 @@ def publish_payment_request_changed(payment_request: PaymentRequest) -> None:
     desk_realtime.publish_on_commit(*_groups_and_event(payment_request))
 
 
+def _batch_messages(payment_requests: list[PaymentRequest]) -> list[tuple[str, dict]]:
+    """(group, event) pairs for a batch: one hint per conversation, one for the supervisors, and the
+    customer's own pay page per request (each is a page of its own)."""
+    by_conversation: dict[int, list[int]] = defaultdict(list)
+    for payment_request in payment_requests:
+        by_conversation[payment_request.conversation_id].append(payment_request.pk)
+    messages = [
+        (
+            desk_realtime.conversation_group(conversation_id),
+            {"type": BATCH_EVENT_TYPE, "conversation_id": conversation_id, "payment_request_ids": ids},
+        )
+        for conversation_id, ids in by_conversation.items()
+    ]
+    messages.append(
+        (
+            desk_realtime.SUPERVISORS_GROUP,
+            {
+                "type": BATCH_EVENT_TYPE,
+                "conversation_id": None,
+                "payment_request_ids": [payment_request.pk for payment_request in payment_requests],
+            },
+        )
+    )
+    for payment_request in payment_requests:
+        _, event = _groups_and_event(payment_request)
+        messages.append((pay_page_group(payment_request.pk), event))
+    return messages
+
+
 def publish_payment_requests_changed(payment_requests: Iterable[PaymentRequest]) -> None:
-    """The same for a batch (the expiry sweep): one commit hook and one event loop for all of them."""
-    messages = [_groups_and_event(payment_request) for payment_request in payment_requests]
-    if not messages:
+    """The same for a batch (the expiry sweep): one commit hook, one event-loop hop, and the sends of the
+    whole batch in flight together."""
+    messages = _batch_messages(list(payment_requests))
+    if len(messages) == 1:  # only the supervisors' hint: nothing changed
         return
 
     def send_all_rollback_unsafe() -> None:
         layer = get_channel_layer()
 
         async def send() -> None:
-            for groups, event in messages:
-                for group in groups:
-                    await layer.group_send(group, event)
+            await asyncio.gather(*(layer.group_send(group, event) for group, event in messages))
 
         async_to_sync(send)()
 
@@ -69,15 +102,25 @@ def publish_payment_requests_changed(payment_requests: Iterable[PaymentRequest])
 # --- Rendering shared by pages, htmx responses and consumers (sync; consumers use database_sync_to_async) ---
 
 
-def card_op(payment_request_id: int, *, user, viewer: str) -> dict | None:
-    """An upsert of the payment card as `user` sees it, or None if the request is gone."""
-    payment_request = PaymentRequest.objects.filter(pk=payment_request_id).first()
-    if payment_request is None:
-        return None
+def _card_upsert(payment_request: PaymentRequest, *, user, viewer: str) -> dict:
     html = render_to_string(
         "payments/_card.html#card", {"payment_request": payment_request, "user": user, "viewer": viewer}
     )
     return {"op": "upsert", "html": html}
+
+
+def card_op(payment_request_id: int, *, user, viewer: str) -> dict | None:
+    """An upsert of the payment card as `user` sees it, or None if the request is gone."""
+    payment_request = PaymentRequest.objects.filter(pk=payment_request_id).first()
+    return payment_request and _card_upsert(payment_request, user=user, viewer=viewer)
+
+
+def card_ops(conversation_id: int, payment_request_ids: Iterable[int], *, user, viewer: str) -> list[dict]:
+    """Upserts of several cards of one conversation, read in one query (a batch push)."""
+    payment_requests = PaymentRequest.objects.filter(
+        conversation_id=conversation_id, pk__in=payment_request_ids
+    )
+    return [_card_upsert(pr, user=user, viewer=viewer) for pr in payment_requests.order_by("pk")]
 
 
 def stale_card_ops(conversation_id: int, known: dict[int, int], *, user, viewer: str) -> list[dict]:
@@ -87,8 +130,8 @@ def stale_card_ops(conversation_id: int, known: dict[int, int], *, user, viewer:
     and push, a Redis restart under an open socket) is rendered and sent again.
     """
     versions = PaymentRequest.objects.filter(conversation_id=conversation_id).values_list("pk", "version")
-    ops = (card_op(pk, user=user, viewer=viewer) for pk, version in versions if version > known.get(pk, 0))
-    return [op for op in ops if op is not None]
+    stale = [pk for pk, version in versions if version > known.get(pk, 0)]
+    return card_ops(conversation_id, stale, user=user, viewer=viewer) if stale else []
 
 
 def pay_page_op(payment_request_id: int, *, token: str) -> dict:

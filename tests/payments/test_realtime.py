@@ -19,7 +19,7 @@ from payments import actions, tasks
 from payments.lifecycle import Status
 from tests.factories import AgentFactory, ConversationFactory, SupervisorFactory
 from tests.payments.conftest import make_request, send, token_of
-from tests.websockets import ORIGIN, connect, handshake, session_cookie
+from tests.websockets import ORIGIN, connect, drain, handshake, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -67,6 +67,44 @@ async def test_an_expiry_made_by_the_celery_task_reaches_every_tab_of_the_agent(
         assert card_status(html, payment_request.pk) == ("expired", 2)
         assert "Cancel payment" not in html
         await tab.disconnect()
+
+
+async def test_a_sweep_pushes_a_conversations_due_cards_together_and_the_supervisor_list_once(people):
+    alice, conversation = people
+    sam = await database_sync_to_async(SupervisorFactory)()
+    overdue = timezone.now() - timedelta(seconds=1)
+    requests = [
+        await database_sync_to_async(make_request)(
+            Status.SENT, agent=alice, conversation=conversation, click_deadline=overdue
+        )
+        for _ in range(3)
+    ]
+    page = await connect(f"/ws/desk/conversations/{conversation.pk}/", await session_cookie(alice))
+    supervisor = await connect("/ws/desk/", await session_cookie(sam))
+    try:
+        await drain(page)
+        await drain(supervisor)
+
+        assert (
+            await database_sync_to_async(lambda: tasks.expire_due_payment_requests_task.apply().get())() == 3
+        )
+
+        page_ops = await drain(page)
+        supervisor_ops = await drain(supervisor)
+    finally:
+        await page.disconnect()
+        await supervisor.disconnect()
+    # The page gets each card once, as stored now
+    cards = [op["html"] for op in page_ops if op["op"] == "upsert"]
+    assert len(cards) == 3
+    for payment_request, html in zip(requests, cards, strict=True):
+        assert card_status(html, payment_request.pk) == ("expired", 2)
+    # The supervisor's list is re-read once, each open transaction's detail once
+    targets = [op["target"] for op in supervisor_ops if op["op"] == "refresh"]
+    assert targets.count("transactions") == 1
+    assert sorted(t for t in targets if t != "transactions") == sorted(
+        f"transaction-{payment_request.pk}-detail" for payment_request in requests
+    )
 
 
 async def test_a_click_pushes_clicked_to_the_agent_and_the_pay_page(people):

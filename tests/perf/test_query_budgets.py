@@ -18,13 +18,15 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from desk.consumers import _conversation_ops
+from desk.realtime import conversation_group
 from payments import actions, realtime
 from payments.lifecycle import Status
 from payments.models import PaymentRequest
-from tests.factories import MessageFactory
+from tests.factories import ConversationFactory, MessageFactory
 from tests.payments.conftest import make_request, post_webhook, sandbox_event
 
 pytestmark = pytest.mark.django_db
+BATCH = realtime.BATCH_EVENT_TYPE
 
 # Budgets (today's counts; lower them when a change makes a path cheaper).
 TRANSITION_QUERIES = 6  # lock, update, history insert, + the test transaction's savepoints
@@ -89,17 +91,23 @@ def test_rendering_a_pushed_card_reads_one_row(alice):
 def test_the_expiry_sweep_is_linear_and_publishes_each_batch_in_one_hop(
     layer, django_capture_on_commit_callbacks, due
 ):
-    # Given `due` requests past their click deadline
+    # Given `due` requests past their click deadline, all in one conversation
     past = timezone.now() - timedelta(seconds=1)
+    conversation = ConversationFactory()
     for _ in range(due):
-        make_request(Status.SENT, click_deadline=past, sent_at=past - timedelta(minutes=5))
+        make_request(
+            Status.SENT, conversation=conversation, click_deadline=past, sent_at=past - timedelta(minutes=5)
+        )
     # When one sweep runs
     with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
         expired = actions.expire_due_payment_requests()
     # Then its queries grow by a constant per request, and all its pushes leave in one event-loop hop
     assert expired == due
     assert len(queries) <= SWEEP_FIXED_QUERIES + SWEEP_QUERIES_PER_REQUEST * due, [q["sql"] for q in queries]
-    assert len(layer.sends) == GROUPS_PER_CHANGE * due
+    # one hint for the conversation's pages and one for the supervisors, whatever the batch's size, and the
+    # customer's own pay page per request
+    assert layer.sends.count((conversation_group(conversation.pk), BATCH)) == 1
+    assert len(layer.sends) == 2 + due
     assert layer.hops == 1
 
 
