@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -21,7 +22,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-BENCH_DATABASE = "chatdesk_bench"
+# Its own database on DATABASE_URL's server; BENCH_DATABASE names another, so two runs can share a server.
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "chatdesk_bench")
+if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", BENCH_DATABASE):
+    raise SystemExit("BENCH_DATABASE must be a plain lower-case PostgreSQL name, e.g. chatdesk_bench.")
 LOG_DIR = ROOT / "var" / "bench"
 
 
@@ -79,6 +83,7 @@ def server_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]
         SESSION_COOKIE_SECURE="false",
         CSRF_COOKIE_SECURE="false",
         SECURE_HSTS_SECONDS="0",
+        CHAT2PAY_ALLOW_SANDBOX="true",  # B5 signs sandbox webhooks; with DEBUG off a check refuses the sandbox
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
     )

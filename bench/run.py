@@ -428,7 +428,7 @@ async def b2_storm(servers: Servers, desks: list[Desk], agents: list[dict], arri
 
 def start_drivers(ids: list[int], rate: float, seconds: float, tag: str, start_in: float = 1.0):
     """Open-loop B3 drivers (one per 100 changes/s: a sync caller manages ~110/s), pinned to the load core."""
-    count = max(1, math.ceil(rate / 100))
+    count = max(1, min(math.ceil(rate / 100), len(ids)))  # never a driver with no requests to change
     start = time.monotonic() + start_in + 1.5  # Django start-up
     procs, files = [], []
     for k in range(count):
@@ -769,9 +769,13 @@ def main() -> int:
         say(f"  {key}: {value}")
     record("versions", versions())
     record("profile", {"name": args.profile, **{k: str(v) for k, v in profile.items()}})
-    say(
-        "settings: DEBUG off, CONN_MAX_AGE 0, channels_redis RedisChannelLayer, Daphne 1 process, Celery prefork 2 + beat"
-    )
+    from django.conf import settings
+
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+    pooling = f"psycopg pool {pool['min_size']}-{pool['max_size']}" if pool else "no pool (a connection per step)"
+    say(f"settings: DEBUG off, CONN_MAX_AGE 0, {pooling}, channels_redis RedisChannelLayer, Daphne 1 process, "
+        "Celery prefork 2 + beat")  # fmt: skip
+    record("database_pool", pool or None)
 
     REFS["echo_us"] = common.echo_round_trip_us()
     REFS["redis_ping_ops"] = common.redis_ping_ops(redis_url)

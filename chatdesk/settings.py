@@ -105,9 +105,30 @@ TEMPLATES = [
 
 # --- Data stores -------------------------------------------------------------------------------------
 DATABASES = {"default": env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/chatdesk")}
-# Under ASGI a persistent connection leaks (Django ticket 33497): close per request.
+# Under ASGI a persistent connection leaks (Django ticket 33497): close per request (the pool needs 0 too).
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# psycopg's connection pool, one per process: Django hands a connection back to it where it used to close
+# one, so a websocket connect or a pushed card no longer opens a new PostgreSQL connection (bench B1-B3,
+# docs/performance.md). Daphne runs consumer DB steps on one thread and each HTTP request on its own, so a
+# few connections serve a web process; past MAX_SIZE a caller waits (at most 10 s) instead of opening more.
+# Celery's prefork worker closes the pool after every task (celery.fixups.django), so there it costs one
+# connection per task, as before. Keep processes × MAX_SIZE under PostgreSQL's max_connections; 0 = no pool.
+DATABASE_POOL_MIN_SIZE = env.int("DATABASE_POOL_MIN_SIZE", default=1)
+DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=10)
+if DATABASE_POOL_MAX_SIZE < 0 or not 0 <= DATABASE_POOL_MIN_SIZE <= max(1, DATABASE_POOL_MAX_SIZE):
+    raise ImproperlyConfigured(
+        "DATABASE_POOL_MAX_SIZE must be 0 (no pool) or more, and DATABASE_POOL_MIN_SIZE 0 up to it."
+    )
+if DATABASE_POOL_MAX_SIZE:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": DATABASE_POOL_MIN_SIZE,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "timeout": 10,
+    }
+    # The pool checks a connection before handing it out (psycopg_pool's check_connection), so one the
+    # server dropped (restart, idle timeout) is replaced instead of failing a request.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if DATABASES["default"].get("ENGINE") != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must be a PostgreSQL URL, e.g. postgres://user@host/chatdesk.")

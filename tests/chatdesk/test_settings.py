@@ -106,6 +106,9 @@ class TestMalformedValuesStopStartUp:
             ("DATABASE_URL", "sqlite:///chatdesk.db"),
             ("DATABASE_URL", "not a url"),
             ("REDIS_URL", "127.0.0.1:6379"),
+            ("DATABASE_POOL_MAX_SIZE", "ten"),
+            ("DATABASE_POOL_MAX_SIZE", "-1"),
+            ("DATABASE_POOL_MIN_SIZE", "11"),
         ],
     )
     def test_a_malformed_value_is_improperly_configured_and_named(self, name, value):
@@ -151,6 +154,17 @@ class TestGatewayChecks:
 
 
 class TestValuesAreRead:
+    def test_the_database_pool_takes_its_sizes_from_the_environment_and_is_off_at_zero(self):
+        show = SETUP + "; from django.conf import settings as s; print(s.DATABASES['default'].get('OPTIONS'))"
+
+        pooled = _python(show, DATABASE_POOL_MIN_SIZE="2", DATABASE_POOL_MAX_SIZE="4")
+        unpooled = _python(show, DATABASE_POOL_MAX_SIZE="0")
+
+        assert pooled.returncode == 0, pooled.stderr
+        assert "'pool': {'min_size': 2, 'max_size': 4, 'timeout': 10}" in pooled.stdout
+        assert unpooled.returncode == 0, unpooled.stderr
+        assert "pool" not in unpooled.stdout
+
     def test_well_formed_values_are_used(self):
         result = _python(
             SETUP
