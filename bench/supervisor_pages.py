@@ -73,6 +73,7 @@ def page_urls() -> dict[str, str]:
         "list filtered by status": reverse("supervisor:index") + "?status=paid",
         "list filtered by agent": reverse("supervisor:index") + f"?agent={busiest}",
         "list searched by order number": reverse("supervisor:index") + "?q=BENCH-00123",
+        "list searched by customer name": reverse("supervisor:index") + "?q=customer+012345",
         "list searched, every customer matches": reverse("supervisor:index") + "?q=customer",
         "list sorted by amount, page 200": reverse("supervisor:index") + "?sort=-amount&page=200",
         "live fragment (list + totals)": reverse("supervisor:transaction_results"),

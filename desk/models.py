@@ -7,8 +7,10 @@ or duplicate push can never roll a page back.
 import secrets
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 
 
 def new_customer_token() -> str:
@@ -23,7 +25,13 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ["name", "pk"]
-        indexes = [models.Index(fields=["phone"])]
+        indexes = [
+            models.Index(fields=["phone"]),
+            # The Supervisor Desk's search for any part of a name (icontains: UPPER(name) LIKE '%Q%') or a
+            # phone: trigram indexes find a few matching customers without reading them all.
+            GinIndex(OpClass(Upper("name"), name="gin_trgm_ops"), name="desk_customer_name_trgm"),
+            GinIndex(OpClass("phone", name="gin_trgm_ops"), name="desk_customer_phone_trgm"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.phone})"

@@ -1,10 +1,12 @@
 """The figures that answer the vendor guide's questions, for any filtered set of payment requests.
 
-Each is one aggregate query over the filtered set, so the cost does not grow with the number of agents.
+The figures come from two passes over the filtered set (compute_totals), so the cost does not grow with the
+number of agents.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -81,57 +83,56 @@ class Totals:
 
 
 def compute_totals(requests: QuerySet[PaymentRequest]) -> Totals:
-    """Funnel, medians, per-status, per-agent and per-currency figures: four queries, each one pass over
-    the filtered requests alone (names are looked up afterwards for the few agents, not joined per row)."""
+    """Funnel, medians, per-status, per-agent and per-currency figures in three queries whatever the number of
+    agents: one grouped pass over the filtered requests, one pass for the two medians over the clicked ones,
+    and the few agents' names (looked up afterwards, not joined per row).
+
+    Everything but the medians is a sum over (agent, currency, status) groups, so one GROUP BY serves all of
+    it, and PostgreSQL can run it in parallel. The medians need every value sorted; kept out of the grouped
+    query they do not force it onto a single process. Each pass re-evaluates the filters, and a broad search
+    costs a full pass over the customers each time, so fewer passes is what makes the broad search affordable
+    (docs/supervisor.md, "Performance").
+    """
     requests = requests.order_by()
-    funnel = requests.aggregate(
-        sent=Count("pk"),
-        clicked=Count("pk", filter=Q(clicked_at__isnull=False)),
-        median_click=Median(_seconds("clicked_at", "sent_at"), filter=Q(clicked_at__isnull=False)),
-        median_pay=Median(
-            _seconds("paid_at", "clicked_at"), filter=Q(status=Status.PAID, clicked_at__isnull=False)
-        ),
-        **{f"status_{status.value}": Count("pk", filter=Q(status=status)) for status in Status},
-    )
-    agents = list(
-        requests.values("agent")
-        .annotate(
-            sent=Count("pk"),
-            paid=Count("pk", filter=Q(status=Status.PAID)),
-            expired=Count("pk", filter=Q(status=Status.EXPIRED)),
-            canceled=Count("pk", filter=Q(status=Status.CANCELED)),
+    groups = list(
+        requests.values_list("agent", "currency", "status").annotate(
+            count=Count("pk"), clicked=Count("clicked_at"), amount=Sum("amount")
         )
-        .order_by("-sent", "agent")
     )
-    names = {
-        user.pk: display_name(user)
-        for user in get_user_model().objects.filter(pk__in=[a["agent"] for a in agents])
-    }
-    collected = (
-        requests.filter(status=Status.PAID)
-        .values("currency")
-        .annotate(total=Sum("amount"))
-        .order_by("currency")
+    medians = requests.filter(clicked_at__isnull=False).aggregate(
+        click=Median(_seconds("clicked_at", "sent_at")),
+        pay=Median(_seconds("paid_at", "clicked_at"), filter=Q(status=Status.PAID)),
     )
-    by_status = {status.value: funnel[f"status_{status.value}"] for status in Status}
+    by_status: dict[str, int] = defaultdict(int)
+    sent_by_agent: dict[int, int] = defaultdict(int)
+    by_agent: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # agent -> status -> count
+    collected: dict[str, Decimal] = defaultdict(Decimal)
+    clicked = 0
+    for agent, currency, status, count, clicked_count, amount in groups:
+        by_status[status] += count
+        sent_by_agent[agent] += count
+        by_agent[agent][status] += count
+        clicked += clicked_count
+        if status == Status.PAID:
+            collected[currency] += amount
+    names = {user.pk: display_name(user) for user in get_user_model().objects.filter(pk__in=by_agent)}
+    agents = sorted(sent_by_agent.items(), key=lambda item: (-item[1], item[0]))
     return Totals(
-        sent=funnel["sent"],
-        clicked=funnel["clicked"],
+        sent=sum(by_status.values()),
+        clicked=clicked,
         paid=by_status[Status.PAID],
-        by_status={status: count for status, count in by_status.items() if count},
-        median_click_seconds=funnel["median_click"],
-        median_pay_seconds=funnel["median_pay"],
+        by_status={status.value: by_status[status.value] for status in Status if by_status[status.value]},
+        median_click_seconds=medians["click"],
+        median_pay_seconds=medians["pay"],
         by_agent=[
             AgentRow(
-                name=names[row["agent"]],
-                sent=row["sent"],
-                paid=row["paid"],
-                expired=row["expired"],
-                canceled=row["canceled"],
+                name=names[agent],
+                sent=sent,
+                paid=by_agent[agent][Status.PAID],
+                expired=by_agent[agent][Status.EXPIRED],
+                canceled=by_agent[agent][Status.CANCELED],
             )
-            for row in agents
+            for agent, sent in agents
         ],
-        collected=[
-            (row["currency"], lifecycle.format_amount(row["total"], row["currency"])) for row in collected
-        ],
+        collected=[(code, lifecycle.format_amount(total, code)) for code, total in sorted(collected.items())],
     )
