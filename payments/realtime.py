@@ -27,6 +27,7 @@ EVENT_TYPE = "payment.request_changed"
 # Several requests changed in one unit of work (the expiry sweep's batch): one hint per page group, not one
 # per request, so a page with many cards due at once re-reads them in one database step.
 BATCH_EVENT_TYPE = "payment.requests_changed"
+SWEEP_SENDS_IN_FLIGHT = 16
 
 
 def pay_page_group(payment_request_id: int) -> str:
@@ -92,7 +93,15 @@ def publish_payment_requests_changed(payment_requests: Iterable[PaymentRequest])
         layer = get_channel_layer()
 
         async def send() -> None:
-            await asyncio.gather(*(layer.group_send(group, event) for group, event in messages))
+            # A few sends in flight at once: each holds a Redis connection of this short-lived event loop's
+            # pool, and opening a thousand of them costs more than the overlap gains.
+            in_flight = asyncio.Semaphore(SWEEP_SENDS_IN_FLIGHT)
+
+            async def send_one(group: str, event: dict) -> None:
+                async with in_flight:
+                    await layer.group_send(group, event)
+
+            await asyncio.gather(*(send_one(group, event) for group, event in messages))
 
         async_to_sync(send)()
 
