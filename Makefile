@@ -27,7 +27,8 @@ test: install
 ## Same setup as make test (embedded PostgreSQL + Redis unless DATABASE_URL/REDIS_URL); `make test` runs the
 ## same tests in their quick profile.
 reliability: install
-	CHATDESK_PROFILE=long $(BIN)/python -m chatdesk.embedded test tests/reliability tests/security -q -s $(PYTEST_ARGS)
+	CHATDESK_PROFILE=long $(BIN)/python -m chatdesk.embedded test tests/reliability tests/security -q -s \
+		--session-timeout=10800 $(PYTEST_ARGS)
 
 ## make manage ARGS="createsuperuser": any management command against make run's database and Redis
 manage: install

@@ -4,6 +4,12 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from chatdesk.logredact import redact_daphne_access_log
+
+# Daphne's access log prints request paths (pay and chat tokens) straight to stdout, past settings.LOGGING:
+# redact them like every other log line.
+redact_daphne_access_log()
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatdesk.settings")
 django_asgi_app = get_asgi_application()
 

@@ -16,4 +16,12 @@ def reliability_report(request):
     yield
     if profile.LONG:
         failed = request.session.testsfailed
-        profile.write_report(time.monotonic() - started, "passed" if not failed else f"{failed} failed")
+        outcome = "passed" if not failed else f"{failed} failed"
+        profile.write_report(time.monotonic() - started, outcome, request.config.invocation_params.args)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """As in tests/security/: Django hashes a password at every login attempt, even for an unknown user, and
+    the bad-input sweep posts the login form thousands of times; real hashing would dominate the run."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

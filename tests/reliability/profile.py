@@ -15,6 +15,7 @@ import re
 import sys
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def write_report(duration_seconds: float, outcome: str) -> None:
+def write_report(duration_seconds: float, outcome: str, pytest_args: Sequence[str] = ()) -> None:
     if not _figures:
         return
     lines = [
@@ -79,6 +80,7 @@ def write_report(duration_seconds: float, outcome: str) -> None:
         "",
         f"- Run: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, profile `{PROFILE}`, {duration_seconds:.0f} s, "
         f"pytest outcome: {outcome}",
+        f"- Command: `CHATDESK_PROFILE={PROFILE} python -m chatdesk.embedded test {' '.join(pytest_args)}`",
         f"- Machine: {platform.platform()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}",
     ]
     for name, value in {**_versions(), **_environment}.items():

@@ -179,6 +179,7 @@ def test_concurrent_sweeps(alice, conversation, sweepers, monkeypatch):
     )
 
 
+@pytest.mark.timeout(profile.n(300, 2400))  # 1,000 events × 3 deliveries: ~10 minutes in the long profile
 def test_each_webhook_delivered_three_times_in_parallel(alice, conversation):
     events = profile.n(20, 1_000)
     answers = Counter()

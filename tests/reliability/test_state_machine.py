@@ -461,6 +461,7 @@ class ChatToPay(RuleBasedStateMachine):
             assert sent == expected, model.order_number
 
 
+@pytest.mark.timeout(profile.n(300, 3600))  # the long profile's 25,000 steps take about a quarter of an hour
 def test_chat_to_pay_against_a_model(transactional_db):
     examples, steps = profile.n(10, 500), profile.n(30, 50)
     STATS.clear()

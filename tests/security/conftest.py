@@ -16,7 +16,8 @@ def reliability_report(request):
     yield
     if profile.LONG:
         failed = request.session.testsfailed
-        profile.write_report(time.monotonic() - started, "passed" if not failed else f"{failed} failed")
+        outcome = "passed" if not failed else f"{failed} failed"
+        profile.write_report(time.monotonic() - started, outcome, request.config.invocation_params.args)
 
 
 @pytest.fixture(autouse=True)
