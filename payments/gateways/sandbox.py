@@ -244,8 +244,11 @@ class SandboxCardForm(forms.Form):
         if not match or not 1 <= int(match[1]) <= 12:
             raise forms.ValidationError("Enter the expiry date as MM/YY.")
         year = int(match[2]) + (2000 if len(match[2]) == 2 else 0)
+        today = timezone.localdate()
+        if year < today.year:  # also keeps a year like 0000, which no date can hold, from raising
+            raise forms.ValidationError("Your card has expired.")
         last_day = date(year, int(match[1]), calendar.monthrange(year, int(match[1]))[1])
-        if last_day < timezone.localdate():
+        if last_day < today:
             raise forms.ValidationError("Your card has expired.")
         return last_day
 

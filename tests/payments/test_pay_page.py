@@ -256,6 +256,7 @@ class TestPaying:
             ("4242 4242 4242 4241", "12/40", "123", "Your card number is invalid."),
             ("abcd", "12/40", "123", "Your card number is invalid."),
             ("4242 4242 4242 4242", "13/40", "123", "Enter the expiry date as MM/YY."),
+            ("4242 4242 4242 4242", "01/0000", "123", "Your card has expired."),
             ("4242 4242 4242 4242", "01/20", "123", "Your card has expired."),
             ("4242 4242 4242 4242", "12/40", "1", "security code is invalid"),
         ],
