@@ -154,6 +154,12 @@ def _embedded_defaults() -> None:
     os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
 
 
+def celery_beat_command(schedule: Path) -> list[str]:
+    """Celery beat as production runs it, keeping its schedule state in `schedule` (also used by the tests'
+    live processes)."""
+    return [str(BIN / "celery"), "-A", "chatdesk", "beat", "-l", "info", "-s", str(schedule)]
+
+
 def _manage(*args: str) -> int:
     return subprocess.call([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT)
 
@@ -175,16 +181,7 @@ def run() -> int:
     commands = {
         "web": [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", port, "chatdesk.asgi:application"],
         "worker": [str(BIN / "celery"), "-A", "chatdesk", "worker", "-l", "info", "--concurrency", "2"],
-        "beat": [
-            str(BIN / "celery"),
-            "-A",
-            "chatdesk",
-            "beat",
-            "-l",
-            "info",
-            "-s",
-            str(VAR / "celerybeat-schedule"),
-        ],
+        "beat": celery_beat_command(VAR / "celerybeat-schedule"),
     }
     processes = {
         name: subprocess.Popen(cmd, cwd=ROOT, preexec_fn=_die_with_parent, start_new_session=True)

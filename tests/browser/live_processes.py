@@ -26,7 +26,7 @@ from django.db import connection
 
 from chatdesk.celery import BEAT_HEARTBEAT_KEY, WORKER_HEARTBEAT_KEY
 from chatdesk.celery import app as celery_app
-from chatdesk.embedded import ROOT, _die_with_parent, _free_port, _terminate
+from chatdesk.embedded import ROOT, _die_with_parent, _free_port, _terminate, celery_beat_command
 
 BIN = Path(sys.executable).parent
 START_TIMEOUT_SECONDS = 30
@@ -176,7 +176,7 @@ class CeleryProcesses:
         )
         self.beat = LiveProcess(
             "celery beat",
-            [*celery, "beat", "-l", "info", "-s", str(log_dir / "celerybeat-schedule")],
+            celery_beat_command(log_dir / "celerybeat-schedule"),
             env=env,
             log_path=log_dir / "celery-beat.log",
         )

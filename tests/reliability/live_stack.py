@@ -29,7 +29,7 @@ from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
 from chatdesk.celery import BEAT_HEARTBEAT_KEY
-from chatdesk.embedded import _die_with_parent, _free_port, _port_answers
+from chatdesk.embedded import _die_with_parent, _free_port, _port_answers, celery_beat_command
 from payments.models import PaymentRequest
 from tests.browser.live_processes import BIN, DaphneServer, LiveProcess, live_environment
 
@@ -104,16 +104,7 @@ class LiveStack:
         self.daphne = DaphneServer(env=self.env, log_path=log_dir / "daphne.log")
         self.beat = LiveProcess(
             "celery beat",
-            [
-                str(BIN / "celery"),
-                "-A",
-                "chatdesk",
-                "beat",
-                "-l",
-                "info",
-                "-s",
-                str(log_dir / "beat-schedule"),
-            ],
+            celery_beat_command(log_dir / "beat-schedule"),
             env=self.env,
             log_path=log_dir / "celery-beat.log",
         )
