@@ -49,3 +49,10 @@ def alices_conversation(alice):
 def channel_layer():
     return get_channel_layer()
 
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The log scan (tests/security/test_zz_logs.py) reads the logs of everything that ran before it, so it
+    runs last: after pytest-django has moved the transactional tests to the end, not only last by name."""
+    last = [item for item in items if item.path.name == "test_zz_logs.py"]
+    items[:] = [item for item in items if item.path.name != "test_zz_logs.py"] + last
