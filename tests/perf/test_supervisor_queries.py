@@ -33,6 +33,12 @@ def plan(queryset) -> str:
 
 
 def test_a_name_or_phone_search_can_use_the_trigram_indexes():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'")
+        if cursor.fetchone() is None:
+            pytest.skip(
+                "this PostgreSQL has no pg_trgm (the embedded one): desk migration 0004 made no index"
+            )
     # Given some customers
     CustomerFactory.create_batch(5)
     # When a supervisor searches for part of a name or a phone number
