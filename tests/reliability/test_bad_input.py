@@ -418,8 +418,10 @@ def test_the_card_form(db):
         assert response.status_code in {200, 422}
         if response.status_code == 422:
             assert counts() == before
-            if card.isdigit() and len(card) >= 12:
-                assert card not in response.content.decode()  # a card number is never echoed back
+            # A card number is never echoed back (the expiry and code the customer typed may be; Hypothesis
+            # sometimes types the same digits into all three).
+            if card.isdigit() and len(card) >= 12 and card not in expiry + cvc:
+                assert card not in response.content.decode()
 
     attempt()
 
