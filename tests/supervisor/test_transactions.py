@@ -110,6 +110,21 @@ class TestList:
     def test_filters_and_search(self, sam_client, book, params, expected):
         assert {pr.order_number for pr in results(sam_client, **params).context["page"]} == expected
 
+    def test_a_search_follows_a_customer_renamed_or_given_a_new_phone(self, sam_client, book):
+        # Given a customer with a request, renamed and given a new phone (e.g. in the admin)
+        customer = book["a1"].customer
+        customer.name = "Thandi Dlamini"
+        customer.phone = "+27829990009"
+        customer.save()
+        # Then the search finds the request by the new name and phone, and no longer by the old ones
+        assert {pr.order_number for pr in results(sam_client, q="dlamini").context["page"]} == {"A-1"}
+        assert {pr.order_number for pr in results(sam_client, q="829990").context["page"]} == {"A-1"}
+        assert {pr.order_number for pr in results(sam_client, q="nkosi").context["page"]} == set()
+        assert {pr.order_number for pr in results(sam_client, q="821110001").context["page"]} == set()
+
+    def test_a_phone_typed_with_spaces_is_found(self, sam_client, book):
+        assert {pr.order_number for pr in results(sam_client, q="(415) 555-01").context["page"]} == {"B-2"}
+
     def test_filter_by_agent(self, sam_client, book, bob):
         assert {pr.order_number for pr in results(sam_client, agent=bob.pk).context["page"]} == {"B-1", "B-2"}
 
