@@ -1,14 +1,30 @@
 """Admin for customers, conversations and messages. Transcripts are history: read-only here."""
 
+from django import forms
 from django.contrib import admin
+
+from . import actions
 
 # The messaging outbox and inbox (desk.messaging is not an app of its own) register their admin on import.
 from .messaging import admin as messaging_admin  # noqa: F401
 from .models import Conversation, Customer, Message
 
 
+class CustomerAdminForm(forms.ModelForm):
+    """A phone number typed the way people write it (`082 123 4567`) is stored in E.164, as the web chat does;
+    one that is not a valid number is a field error (the model's E.164 validator backs this up)."""
+
+    class Meta:
+        model = Customer
+        fields = ["name", "phone"]
+
+    def clean_phone(self) -> str:
+        return actions.normalize_phone(self.cleaned_data["phone"])
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
+    form = CustomerAdminForm
     list_display = ["name", "phone", "created_at"]
     search_fields = ["name", "phone"]
     date_hierarchy = "created_at"
@@ -34,8 +50,15 @@ class ConversationAdmin(admin.ModelAdmin):
     list_select_related = ["customer", "assigned_agent"]
     date_hierarchy = "created_at"
     readonly_fields = [
-        "customer", "channel", "status", "assigned_agent", "created_at", "accepted_at", "closed_at",
-        "last_activity_at", "version",
+        "customer",
+        "channel",
+        "status",
+        "assigned_agent",
+        "created_at",
+        "accepted_at",
+        "closed_at",
+        "last_activity_at",
+        "version",
     ]
     exclude = ["customer_token"]
     inlines = [MessageInline]

@@ -54,7 +54,8 @@ class ConversationFilterForm(forms.Form):
         label="Status", required=False, choices=[("", "All statuses"), *Conversation.Status.choices]
     )
     sort = forms.ChoiceField(
-        label="Sort", required=False,
+        label="Sort",
+        required=False,
         choices=[("recent", "Latest activity first"), ("oldest", "Oldest activity first")],
     )
 

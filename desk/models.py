@@ -6,8 +6,10 @@ or duplicate push can never roll a page back.
 
 import secrets
 
+import phonenumbers
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex, OpClass
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
@@ -18,9 +20,25 @@ def new_customer_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def validate_e164(value: str) -> None:
+    """A phone number as stored: E.164 (`+` and digits) and a number phonenumbers knows to be valid."""
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if (
+        number is None
+        or not phonenumbers.is_valid_number(number)
+        or phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) != value
+    ):
+        raise ValidationError("Enter a valid phone number in E.164 form, e.g. +27821234567.", code="invalid")
+
+
 class Customer(models.Model):
     name = models.CharField(max_length=120)
-    phone = models.CharField("phone number", max_length=20, help_text="E.164, e.g. +27821234567")
+    phone = models.CharField(
+        "phone number", max_length=20, validators=[validate_e164], help_text="E.164, e.g. +27821234567"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -54,7 +72,11 @@ class Conversation(models.Model):
     channel = models.CharField(max_length=16, choices=Channel, default=Channel.WEB_CHAT)
     status = models.CharField(max_length=16, choices=Status, default=Status.PENDING)
     assigned_agent = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="conversations"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="conversations",
     )
     customer_token = models.CharField(max_length=64, unique=True, default=new_customer_token, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

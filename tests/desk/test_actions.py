@@ -2,7 +2,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from desk import actions
-from desk.models import Conversation, Message
+from desk.models import Conversation, Message, validate_e164
 
 
 @pytest.mark.django_db
@@ -39,6 +39,17 @@ def test_phone_numbers_are_stored_in_e164(raw, expected):
 def test_invalid_phone_numbers_are_refused(raw):
     with pytest.raises(ValidationError):
         actions.normalize_phone(raw)
+
+
+@pytest.mark.parametrize("raw", ["+27821234567", "+14155550123"])
+def test_the_customer_model_accepts_e164(raw):
+    validate_e164(raw)
+
+
+@pytest.mark.parametrize("raw", ["", "abc", "0821234567", "+27 82 123 4567", "+27821234567 ", "+999 1234567"])
+def test_the_customer_model_refuses_anything_but_a_valid_e164_number(raw):
+    with pytest.raises(ValidationError):
+        validate_e164(raw)
 
 
 @pytest.mark.django_db
@@ -88,3 +99,4 @@ class TestMessages:
         ConversationFactory(status="open", assigned_agent=alice)
         actions.receive_customer_message(older.pk, body="Still there?")
         assert Conversation.objects.filter(assigned_agent=alice).first() == older
+

@@ -189,6 +189,33 @@ def test_long_lists_take_a_bounded_number_of_queries(
     assert response.context["cl"].result_count == 30
 
 
+class TestCustomers:
+    def test_a_phone_number_typed_locally_is_stored_in_e164(self, admin_client, records):
+        customer = records["customer"]
+
+        response = admin_client.post(
+            reverse("admin:desk_customer_change", args=[customer.pk]),
+            {"name": "Thandi N.", "phone": "083 123 4568"},
+        )
+
+        assert response.status_code == 302
+        customer.refresh_from_db()
+        assert (customer.name, customer.phone) == ("Thandi N.", "+27831234568")
+
+    @pytest.mark.parametrize("phone", ["abc", "+27 12", "+999 1234567", ""])
+    def test_a_bad_phone_number_is_a_field_error_and_changes_nothing(self, admin_client, records, phone):
+        customer = records["customer"]
+
+        response = admin_client.post(
+            reverse("admin:desk_customer_change", args=[customer.pk]), {"name": "Rewritten", "phone": phone}
+        )
+
+        assert response.status_code == 200
+        assert response.context["adminform"].form.errors["phone"]
+        customer.refresh_from_db()
+        assert (customer.name, customer.phone) == ("Thandi Nkosi", "+27821234567")
+
+
 def test_only_staff_can_open_the_admin(client, alice):
     client.force_login(alice)
 
