@@ -24,6 +24,7 @@ import platform
 import random
 import re
 import secrets
+import statistics
 import subprocess
 import sys
 import time
@@ -729,6 +730,59 @@ async def socket_phase(servers: Servers, agents_all: list[dict], profile: dict, 
         arrivals.cards.clear()
 
 
+def run_servers(
+    agents: list[dict], profile: dict, only: set[str], extra_env: dict[str, str] | None = None
+) -> dict:
+    """One run of the socket scenarios against fresh servers; returns the figures it recorded."""
+    before = set(RESULTS)
+    servers = Servers(extra_env)
+    try:
+        servers.start()
+        asyncio.run(socket_phase(servers, agents, profile, only))
+    finally:
+        servers.stop()
+    return {key: RESULTS[key] for key in RESULTS if key not in before}
+
+
+def numeric_figures(results: dict, prefix: str = "") -> dict[str, float]:
+    """Every number in a run's figures, flattened to dotted keys (B3.1000.200.p99_ms)."""
+    flat = {}
+    for key, value in results.items():
+        if isinstance(value, dict):
+            flat.update(numeric_figures(value, f"{prefix}{key}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[f"{prefix}{key}"] = float(value)
+    return flat
+
+
+def ab_compare(agents: list[dict], profile: dict, only: set[str], setting: str, pairs: int) -> None:
+    """Interleaved A/B of one server setting (an environment variable): A B A B ..., `pairs` times, fresh
+    servers each run, then the median of each figure per side and B ÷ A. Drivers and servers see the value."""
+    key, _, values = setting.partition("=")
+    sides = values.split(",")
+    if not key or len(sides) != 2:
+        raise SystemExit("--ab takes KEY=A,B, e.g. --ab CHANNEL_LAYER=redis,redis-pubsub")
+    runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+    for pair in range(1, pairs + 1):
+        for side in sides:
+            say(f"--- A/B pair {pair}/{pairs}: {key}={side}")
+            os.environ[key] = side  # the B3 drivers publish from this environment
+            runs[side].append(numeric_figures(run_servers(agents, profile, only, {key: side})))
+    a, b = sides
+    figures = sorted(set.intersection(*(set(run) for side in sides for run in runs[side])))
+    say(f"A/B {key}: A={a}, B={b}, {pairs} interleaved pairs, medians of each side")
+    say(f"   {'figure':<40}{'A':>12}{'B':>12}{'B ÷ A':>9}")
+    table = {}
+    for figure in figures:
+        median_a = statistics.median(run[figure] for run in runs[a])
+        median_b = statistics.median(run[figure] for run in runs[b])
+        ratio = median_b / median_a if median_a else float("nan")
+        say(f"   {figure:<40}{median_a:>12.1f}{median_b:>12.1f}{ratio:>9.2f}")
+        table[figure] = {"A": median_a, "B": median_b, "runs_A": [r[figure] for r in runs[a]],
+                         "runs_B": [r[figure] for r in runs[b]]}  # fmt: skip
+    record("ab", {"setting": key, "A": a, "B": b, "pairs": pairs, "figures": table})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -736,6 +790,12 @@ def main() -> int:
     parser.add_argument("--profile", choices=PROFILES, default="quick")
     parser.add_argument("--only", default="B1,B2,B3,B4,B5,B6")
     parser.add_argument("--hold", help="override the socket counts, e.g. 1000,2000")
+    parser.add_argument(
+        "--ab",
+        metavar="KEY=A,B",
+        help="interleaved A/B of a server setting, e.g. CHANNEL_LAYER=redis,redis-pubsub",
+    )
+    parser.add_argument("--pairs", type=int, default=5, help="A/B pairs (default 5)")
     args = parser.parse_args()
     profile = dict(PROFILES[args.profile])
     if args.hold:
@@ -772,8 +832,10 @@ def main() -> int:
     from django.conf import settings
 
     pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
-    pooling = f"psycopg pool {pool['min_size']}-{pool['max_size']}" if pool else "no pool (a connection per step)"
-    say(f"settings: DEBUG off, CONN_MAX_AGE 0, {pooling}, channels_redis RedisChannelLayer, Daphne 1 process, "
+    pooling = (
+        f"psycopg pool {pool['min_size']}-{pool['max_size']}" if pool else "no pool (a connection per step)"
+    )
+    say(f"settings: DEBUG off, CONN_MAX_AGE 0, {pooling}, channels_redis {settings.CHANNEL_LAYERS['default']['BACKEND'].rsplit('.', 1)[1]}, Daphne 1 process, "
         "Celery prefork 2 + beat")  # fmt: skip
     record("database_pool", pool or None)
 
@@ -783,14 +845,17 @@ def main() -> int:
     try:
         servers.start()
         REFS["trivial_rps"] = asyncio.run(trivial_view(servers.port))
-        say(f"reference probes: echo round trip {REFS['echo_us']:.0f} µs; Redis PING {REFS['redis_ping_ops']:,.0f} ops/s "
-            f"(= {1e6 / REFS['redis_ping_ops']:.0f} µs); trivial view (login page, 16 connections) "
-            f"{REFS['trivial_rps']:.0f} req/s")  # fmt: skip
-        record("refs", dict(REFS))
-        agents = create_agents(max(profile["hold"]))
-        asyncio.run(socket_phase(servers, agents, profile, only))
     finally:
         servers.stop()
+    say(f"reference probes: echo round trip {REFS['echo_us']:.0f} µs; Redis PING {REFS['redis_ping_ops']:,.0f} ops/s "
+        f"(= {1e6 / REFS['redis_ping_ops']:.0f} µs); trivial view (login page, 16 connections) "
+        f"{REFS['trivial_rps']:.0f} req/s")  # fmt: skip
+    record("refs", dict(REFS))
+    agents = create_agents(max(profile["hold"]))
+    if args.ab:
+        ab_compare(agents, profile, only, args.ab, args.pairs)
+    else:
+        run_servers(agents, profile, only)
     say(f"done in {time.monotonic() - started:.0f} s")
     (LOG_DIR / f"results-{args.profile}.json").write_text(json.dumps(RESULTS, indent=2, default=str))
     return 0

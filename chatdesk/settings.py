@@ -141,25 +141,40 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", 
 
 # Redis connections one process's channel layer may open at once (group_add/group_send of concurrent sockets).
 CHANNEL_LAYER_MAX_CONNECTIONS = env.int("CHANNEL_LAYER_MAX_CONNECTIONS", default=2000)
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            # Every consumer waits in a blocking BZPOPMIN of up to 5 s (channels_redis `brpop_timeout`);
-            # redis-py 8 cuts any read at 5 s by default, which tore down idle sockets every ~5 s
-            # (channels_redis#422). The read timeout must outlast the blocking pop.
-            # redis-py 8 caps an async pool at 100 connections and then fails at once (MaxConnectionsError):
-            # a burst of 1,000 desks (re)connecting made 92 % of the handshakes fail (bench B1/B2).
-            "hosts": [
-                {"address": REDIS_URL, "socket_timeout": 15, "max_connections": CHANNEL_LAYER_MAX_CONNECTIONS}
-            ],
-            "capacity": 1500,
-            "expiry": 30,
-            # Sockets re-join their groups on every client ping, well inside this window (B10).
-            "group_expiry": 86400,
+# Every consumer waits in a blocking BZPOPMIN of up to 5 s (channels_redis `brpop_timeout`); redis-py 8 cuts
+# any read at 5 s by default, which tore down idle sockets every ~5 s (channels_redis#422): the read timeout
+# must outlast the blocking pop. redis-py 8 caps an async pool at 100 connections and then fails at once
+# (MaxConnectionsError): a burst of 1,000 desks (re)connecting made 92 % of the handshakes fail (bench B1/B2).
+CHANNEL_LAYER_HOSTS = [
+    {"address": REDIS_URL, "socket_timeout": 15, "max_connections": CHANNEL_LAYER_MAX_CONNECTIONS}
+]
+# Which channels_redis layer carries the pushes: `redis` (RedisChannelLayer, lists per channel, the default)
+# or `redis-pubsub` (RedisPubSubChannelLayer: beta, at-most-once). Pushes are hints either way (the page
+# re-reads on reconnect and on every ping), so the choice is a question of speed and memory, measured with
+# `make bench BENCH_ARGS="--ab CHANNEL_LAYER=redis,redis-pubsub"` (docs/performance.md).
+CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="redis")
+if CHANNEL_LAYER == "redis":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": CHANNEL_LAYER_HOSTS,
+                "capacity": 1500,
+                "expiry": 30,
+                # Sockets re-join their groups on every client ping, well inside this window (B10).
+                "group_expiry": 86400,
+            },
         },
-    },
-}
+    }
+elif CHANNEL_LAYER == "redis-pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": CHANNEL_LAYER_HOSTS},
+        },
+    }
+else:
+    raise ImproperlyConfigured(f"CHANNEL_LAYER must be redis or redis-pubsub, not {CHANNEL_LAYER!r}.")
 
 # --- Celery --------------------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
@@ -187,7 +202,7 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
-# Django's backend behind a failed-login throttle (chatdesk.throttling), on every login form incl. the admin's.
+# Django's backend behind a failed-login throttle (chatdesk.throttling), on every login form (admin too).
 AUTHENTICATION_BACKENDS = ["chatdesk.throttling.ThrottledModelBackend"]
 
 # --- Rate limits (django-ratelimit, counted in Redis through the default cache; chatdesk/throttling.py) --
@@ -375,7 +390,9 @@ WHATSAPP_VERIFY_TOKEN = env.str("WHATSAPP_VERIFY_TOKEN", default="")
 WHATSAPP_API_BASE = env.str("WHATSAPP_API_BASE", default="https://graph.facebook.com/v21.0").rstrip("/")
 # Approved message templates used outside the 24-hour customer-service window (both WhatsApp providers).
 WHATSAPP_TEMPLATE_PAYMENT_REQUEST = env.str("WHATSAPP_TEMPLATE_PAYMENT_REQUEST", default="payment_request")
-WHATSAPP_TEMPLATE_CANCEL_NOTICE = env.str("WHATSAPP_TEMPLATE_CANCEL_NOTICE", default="payment_request_canceled")
+WHATSAPP_TEMPLATE_CANCEL_NOTICE = env.str(
+    "WHATSAPP_TEMPLATE_CANCEL_NOTICE", default="payment_request_canceled"
+)
 WHATSAPP_TEMPLATE_LANGUAGE = env.str("WHATSAPP_TEMPLATE_LANGUAGE", default="en")
 # Clickatell One API: the integration's API key, and the shared secret its callback URLs carry.
 CLICKATELL_API_KEY = env.str("CLICKATELL_API_KEY", default="")
@@ -391,7 +408,9 @@ MESSAGING_SWEEP_INTERVAL_SECONDS = env.float("MESSAGING_SWEEP_INTERVAL_SECONDS",
 if MESSAGING_SWEEP_INTERVAL_SECONDS <= 0:
     raise ImproperlyConfigured("MESSAGING_SWEEP_INTERVAL_SECONDS must be a positive number of seconds.")
 if not 0 < MESSAGING_TIMEOUT_SECONDS < CELERY_TASK_SOFT_TIME_LIMIT:
-    raise ImproperlyConfigured(f"MESSAGING_TIMEOUT_SECONDS must be between 1 and {CELERY_TASK_SOFT_TIME_LIMIT - 1}.")
+    raise ImproperlyConfigured(
+        f"MESSAGING_TIMEOUT_SECONDS must be between 1 and {CELERY_TASK_SOFT_TIME_LIMIT - 1}."
+    )
 CELERY_BEAT_SCHEDULE["messaging-deliver-due-outbound"] = {
     "task": "desk.messaging.tasks.deliver_due_outbound_task",
     "schedule": MESSAGING_SWEEP_INTERVAL_SECONDS,

@@ -109,6 +109,7 @@ class TestMalformedValuesStopStartUp:
             ("DATABASE_POOL_MAX_SIZE", "ten"),
             ("DATABASE_POOL_MAX_SIZE", "-1"),
             ("DATABASE_POOL_MIN_SIZE", "11"),
+            ("CHANNEL_LAYER", "memory"),
         ],
     )
     def test_a_malformed_value_is_improperly_configured_and_named(self, name, value):
@@ -164,6 +165,15 @@ class TestValuesAreRead:
         assert "'pool': {'min_size': 2, 'max_size': 4, 'timeout': 10}" in pooled.stdout
         assert unpooled.returncode == 0, unpooled.stderr
         assert "pool" not in unpooled.stdout
+
+    def test_the_channel_layer_is_chosen_by_the_environment(self):
+        show = SETUP + "; from django.conf import settings as s; print(s.CHANNEL_LAYERS['default']['BACKEND'])"
+
+        classic = _python(show, CHANNEL_LAYER=None)
+        pubsub = _python(show, CHANNEL_LAYER="redis-pubsub")
+
+        assert classic.stdout.strip() == "channels_redis.core.RedisChannelLayer", classic.stderr
+        assert pubsub.stdout.strip() == "channels_redis.pubsub.RedisPubSubChannelLayer", pubsub.stderr
 
     def test_well_formed_values_are_used(self):
         result = _python(
