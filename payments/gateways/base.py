@@ -69,6 +69,10 @@ class PaymentStart:
     redirect_url: str = ""  # a hosted-page gateway (Stripe Checkout): send the customer there
 
 
+# Money columns are DECIMAL(18, 3): an amount from a gateway must stay below 10^15 to be recorded.
+MAX_AMOUNT = Decimal(10) ** 15
+
+
 @dataclass(frozen=True)
 class GatewayEvent:
     """A verified webhook event, in the domain's words. `started_at` is the gateway's clock (B3)."""
@@ -84,6 +88,14 @@ class GatewayEvent:
     failure_message: str = ""
     card: Mapping[str, str] = field(default_factory=dict)
     payload: Mapping = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refuse (ValueError) money the records cannot hold, rather than fail their insert with a 500: a
+        signed event is still the gateway's word, and a parser turns this into InvalidWebhook (400)."""
+        if self.amount is not None and not (self.amount.is_finite() and abs(self.amount) < MAX_AMOUNT):
+            raise ValueError(f"amount {self.amount} out of range")
+        if len(self.currency) > 3:
+            raise ValueError("currency is not an ISO 4217 code")
 
 
 class Gateway(Protocol):

@@ -87,6 +87,21 @@ class TestSignatures:
         for body in (b"not json", b"{}", b'{"id": "e", "type": "payment.succeeded", "data": {}}'):
             assert post_webhook(client, body).status_code == 400
 
+    @pytest.mark.parametrize(
+        ("amount", "currency"),
+        [("1e20", None), ("-1e15", None), ("NaN", None), ("Infinity", None), (None, "ZARX")],
+    )
+    def test_signed_money_the_records_cannot_hold_is_400_and_changes_nothing(
+        self, client, clicked, amount, currency
+    ):
+        # Found by the long profile's webhook fuzzing: a validly signed event for 10^20 ZAR was a 500 (the
+        # amount-mismatch exception's DECIMAL(18, 3) column overflowed).
+        response = post_webhook(client, sandbox_event(clicked, amount=amount, currency=currency))
+        assert response.status_code == 400
+        assert reload(clicked).status == Status.CLICKED
+        assert not GatewayWebhookEvent.objects.exists()
+        assert not PaymentException.objects.exists()
+
     def test_the_endpoint_takes_only_posts_and_needs_no_csrf_token(self, clicked):
         from django.test import Client
 
