@@ -82,10 +82,17 @@ def get_conversation_for_viewer(user, pk: int) -> Conversation:
 
 
 def get_conversation_for_agent(user, pk: int) -> Conversation:
-    """A conversation the user may act on as an agent: the queue or their own. Supervisors get 403."""
+    """A conversation the user may act on as an agent: the queue or their own. Another agent's conversation
+    is a 403 (the product's rule: agents cannot act on each other's conversations), one that does not exist
+    a 404; supervisors and everyone else get 403."""
     if not is_agent(user):
         raise PermissionDenied
-    return get_conversation_for_viewer(user, pk)
+    try:
+        return get_conversation_for_viewer(user, pk)
+    except Http404:
+        if Conversation.objects.filter(pk=pk).exists():
+            raise PermissionDenied from None
+        raise
 
 
 def get_conversation_for_customer(token: str) -> Conversation:

@@ -1,7 +1,7 @@
 """The agent desk: thin views that fetch with permission, call one action, and render a partial."""
 
 from django.db.models import Q
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
@@ -67,7 +67,9 @@ def conversation_detail(request, pk: int):
 @access.agent_required
 @require_POST
 def accept(request, pk: int):
-    conversation = access.get_conversation_for_agent(request.user, pk)
+    # Any agent may try to take a chat: one that left the queue (another agent was quicker) is the action's
+    # refusal, a toast saying so, not an error page.
+    conversation = get_object_or_404(Conversation, pk=pk)
     try:
         actions.accept_conversation(conversation.pk, agent=request.user)
     except actions.Refusal as refusal:

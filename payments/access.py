@@ -1,8 +1,8 @@
 """Who may do what with payment requests: the permission-checked fetches every view and consumer uses.
 
-Agents act only in conversations assigned to them (another agent's request is a 404, never a hint that it
-exists); supervisors and everyone else get 403 for sending and canceling. Customers reach a request only
-through its unguessable token.
+Agents act only in conversations assigned to them (another agent's conversation or request is a 403, one
+that does not exist a 404); supervisors and everyone else get 403 for sending and canceling. Customers reach
+a request only through its unguessable token.
 """
 
 from __future__ import annotations
@@ -20,24 +20,25 @@ from .models import PaymentRequest, hash_token
 
 def get_conversation_for_sending(user, conversation_id: int) -> Conversation:
     """The agent's own open conversation, where they may send a payment request (403/404 otherwise)."""
-    conversation = desk_access.get_conversation_for_agent(
-        user, conversation_id
-    )  # 403 non-agents, 404 others'
+    conversation = desk_access.get_conversation_for_agent(user, conversation_id)
     if conversation.assigned_agent_id != user.pk or conversation.status != Conversation.Status.OPEN:
         raise PermissionDenied
     return conversation
 
 
 def get_payment_request_for_agent(user, payment_request_id: int) -> PaymentRequest:
-    """A request in one of the agent's own conversations (403 for non-agents, 404 for anyone else's)."""
+    """A request in one of the agent's own conversations: 403 for non-agents and for another agent's request,
+    404 for one that does not exist."""
     if not desk_access.is_agent(user):
         raise PermissionDenied
-    try:
-        return PaymentRequest.objects.select_related("conversation").get(
-            pk=payment_request_id, conversation__assigned_agent=user
-        )
-    except PaymentRequest.DoesNotExist:
-        raise Http404("No such payment request.") from None
+    payment_request = (
+        PaymentRequest.objects.select_related("conversation").filter(pk=payment_request_id).first()
+    )
+    if payment_request is None:
+        raise Http404("No such payment request.")
+    if payment_request.conversation.assigned_agent_id != user.pk:
+        raise PermissionDenied
+    return payment_request
 
 
 def get_payment_request_for_customer(token: str) -> PaymentRequest | None:

@@ -80,12 +80,17 @@ class TestConversationPage:
         assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in response.content
         assert b"<script>alert(1)</script>" not in response.content
 
-    def test_another_agents_conversation_is_not_found(self, client, bob, alices_conversation):
+    def test_another_agents_conversation_is_forbidden(self, client, bob, alices_conversation):
         client.force_login(bob)
-        assert client.get(reverse("desk:conversation", args=[alices_conversation.pk])).status_code == 404
+        assert client.get(reverse("desk:conversation", args=[alices_conversation.pk])).status_code == 403
         response = client.post(reverse("desk:send_message", args=[alices_conversation.pk]), {"body": "hi"})
-        assert response.status_code == 404
+        assert response.status_code == 403
         assert not alices_conversation.messages.exists()
+
+    def test_a_conversation_that_does_not_exist_is_not_found(self, alice_client):
+        assert alice_client.get(reverse("desk:conversation", args=[987654])).status_code == 404
+        response = alice_client.post(reverse("desk:accept", args=[987654]), HTTP_HX_REQUEST="true")
+        assert response.status_code == 404
 
     def test_a_queued_conversation_can_be_previewed_and_accepted(self, alice_client, pending_conversation):
         page = alice_client.get(reverse("desk:conversation", args=[pending_conversation.pk]))
@@ -108,8 +113,11 @@ class TestConversationPage:
         actions.accept_conversation(pending_conversation.pk, agent=alice)
         client.force_login(bob)
         response = client.post(reverse("desk:accept", args=[pending_conversation.pk]), HTTP_HX_REQUEST="true")
-        # Bob can no longer see it at all: it left the queue and is Alice's now.
-        assert response.status_code == 404
+        # Bob was too late: a toast tells him so, and the chat stays Alice's.
+        assert response.status_code == 409
+        assert "Another agent has already accepted this chat." in response.content.decode()
+        pending_conversation.refresh_from_db()
+        assert pending_conversation.assigned_agent == alice
 
     def test_sending_a_reply(self, alice_client, alices_conversation):
         response = alice_client.post(

@@ -112,13 +112,15 @@ def test_a_second_cancel_is_told_it_is_already_canceled(alice_client, alice, ali
     assert Message.objects.filter(body__endswith="has been canceled by the Agent").count() == 1
 
 
-def test_another_agent_gets_404_and_a_supervisor_403(client, bob, sam, alice, alices_conversation):
+def test_another_agent_and_a_supervisor_get_403(client, bob, sam, alice, alices_conversation):
     payment_request = send(alices_conversation, alice)
     client.force_login(bob)
-    assert client.post(cancel_url(payment_request)).status_code == 404
+    assert client.post(cancel_url(payment_request)).status_code == 403
     client.force_login(sam)
     assert client.post(cancel_url(payment_request)).status_code == 403
     assert reload(payment_request).status == Status.SENT
+    client.force_login(alice)
+    assert client.post(f"/desk/payments/{payment_request.pk + 1000}/cancel/").status_code == 404
 
 
 def test_a_supervisor_sees_the_card_without_the_cancel_button(client, sam, alice, alices_conversation):

@@ -243,14 +243,14 @@ class TestBadInput:
 
 
 class TestWhoMaySend:
-    def test_another_agent_gets_404(self, client, bob, alices_conversation):
+    def test_another_agent_gets_403(self, client, bob, alices_conversation):
         client.force_login(bob)
         for url in (
             form_url(alices_conversation),
             f"/desk/conversations/{alices_conversation.pk}/extensions/",
         ):
-            assert client.get(url).status_code == 404
-        assert client.post(form_url(alices_conversation), {"amount": "1"}).status_code == 404
+            assert client.get(url).status_code == 403
+        assert client.post(form_url(alices_conversation), {"amount": "1"}).status_code == 403
         assert not PaymentRequest.objects.exists()
 
     def test_a_supervisor_gets_403(self, client, sam, alices_conversation):
