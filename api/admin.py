@@ -79,6 +79,8 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
                 label="Event types",
                 help_text=db_field.help_text,
             )
+        if db_field.name == "url":
+            kwargs["assume_scheme"] = "https"  # a URL typed without a scheme (Django 6's default, stated now)
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     @admin.action(description="Roll the signing secret (the old one keeps signing for 24 hours)")

@@ -6,7 +6,12 @@ authentication errors, so clients see one shape everywhere.
 
 from __future__ import annotations
 
+import logging
+
 from django.http import HttpRequest, HttpResponse
+
+# Django logs its own 500s here (and mails them to ADMINS); the API's go to the same place.
+request_logger = logging.getLogger("django.request")
 
 
 class ApiError(Exception):
@@ -33,6 +38,21 @@ class ApiError(Exception):
         if self.errors is not None:
             body["errors"] = self.errors
         return body
+
+
+def internal_error() -> ApiError:
+    """What a request that crashed answers (the details go to the log, not to the client)."""
+    return ApiError(500, "internal_error", "Something went wrong on our side. It has been logged.")
+
+
+def log_internal_error(request: HttpRequest) -> None:
+    """Log the exception being handled as Django logs an unhandled one (so ADMINS are mailed too)."""
+    request_logger.error(
+        "Internal Server Error: %s",
+        request.path,
+        exc_info=True,
+        extra={"status_code": 500, "request": request},
+    )
 
 
 def register_handlers(api) -> None:
@@ -74,8 +94,16 @@ def register_handlers(api) -> None:
             return api_error(request, ApiError(400, "invalid_json", "The request body is not valid JSON."))
         return api_error(request, ApiError(exc.status_code, "http_error", str(exc)))
 
+    def unexpected_error(request: HttpRequest, exc: Exception) -> HttpResponse:
+        # Ninja's default re-raises, and Django answers an HTML page: the API answers JSON like every error.
+        log_internal_error(request)
+        response = api_error(request, internal_error())
+        response._has_been_logged = True  # Django would log the 500 again, without the traceback
+        return response
+
     api.add_exception_handler(ApiError, api_error)
     api.add_exception_handler(ValidationError, validation_error)
     api.add_exception_handler(Http404, not_found)
     api.add_exception_handler(AuthenticationError, authentication_error)
     api.add_exception_handler(HttpError, http_error)
+    api.add_exception_handler(Exception, unexpected_error)

@@ -8,8 +8,11 @@ runs; its response is stored with the key. Then:
 - the same key with a different request is refused with 422 `idempotency_key_reused`;
 - the same key while the first request still runs is refused with 409 `idempotency_key_in_use` (retry it),
   so concurrent duplicates have exactly one effect;
-- a request rejected before it ran (invalid input, unknown objects, a crash) stores nothing: the key stays
-  free to retry.
+- a request rejected before it ran (invalid input, unknown objects) stores nothing: the key stays free to
+  retry;
+- a request that crashed while running answers `500 internal_error`, and that is stored and replayed like
+  any other outcome (Stripe keeps 500s too: the client cannot know how far it got, so a retry with the
+  same key must not quietly run it again; the client looks it up and uses a new key).
 
 Keys are kept API_IDEMPOTENCY_KEY_HOURS (at least 24 hours); `purge_expired_keys` (beat) deletes older ones.
 """
@@ -18,18 +21,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from .errors import ApiError
+from .errors import ApiError, internal_error, log_internal_error
 from .models import ApiKey, IdempotencyRecord
+
+logger = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII without spaces, like Stripe's keys
@@ -113,6 +119,7 @@ def run(request: HttpRequest, api_key: ApiKey, perform: Callable[[], Outcome]) -
     """Run `perform` at most once per Idempotency-Key (none sent: just run it).
 
     `perform` returns the outcome to store, or raises ApiError for a request refused before anything ran.
+    Any other exception is a crash: logged, and answered (and stored) as `500 internal_error`.
     """
     key = request.headers.get(HEADER)
     if key is None:
@@ -122,13 +129,35 @@ def run(request: HttpRequest, api_key: ApiKey, perform: Callable[[], Outcome]) -
         return claimed
     try:
         outcome = perform()
-    except BaseException:
-        IdempotencyRecord.objects.filter(pk=claimed.pk, completed_at__isnull=True).delete()
+    except ApiError:
+        _release(claimed)
         raise
-    IdempotencyRecord.objects.filter(pk=claimed.pk).update(
+    except Exception:
+        log_internal_error(request)
+        outcome = Outcome(500, json.dumps(internal_error().body()))
+        try:
+            _complete(claimed, outcome)
+        except DatabaseError:  # the database itself failed: nothing can be stored, so leave the key free
+            _release(claimed)
+        return outcome
+    except BaseException:  # the request itself was cancelled (shutdown, client gone): it may run again
+        _release(claimed)
+        raise
+    _complete(claimed, outcome)
+    return outcome
+
+
+def _complete(record: IdempotencyRecord, outcome: Outcome) -> None:
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
         response_status=outcome.status, response_body=outcome.body, completed_at=timezone.now()
     )
-    return outcome
+
+
+def _release(record: IdempotencyRecord) -> None:
+    try:
+        IdempotencyRecord.objects.filter(pk=record.pk, completed_at__isnull=True).delete()
+    except DatabaseError:  # the claim goes stale after STALE_CLAIM and is taken over then
+        logger.warning("Could not release Idempotency-Key claim %s", record.pk, exc_info=True)
 
 
 def purge_expired_keys() -> int:

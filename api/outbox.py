@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import prefetch_related_objects
 
 from payments.lifecycle import Reason
 from payments.models import PaymentEvent, PaymentRequest
@@ -62,16 +66,49 @@ def event_body(
     )
 
 
+# Inside `batch()`: the enabled endpoints as (id, event types), read once for the whole batch.
+_batch_subscriptions: ContextVar[list[tuple[int, list[str]]] | None] = ContextVar(
+    "api_outbox_batch_subscriptions", default=None
+)
+
+
+def _enabled_endpoints() -> list[tuple[int, list[str]]]:
+    return list(WebhookEndpoint.objects.filter(is_enabled=True).values_list("pk", "event_types"))
+
+
+@contextmanager
+def batch(payment_requests: Sequence[PaymentRequest]) -> Iterator[None]:
+    """For a transaction that writes events for many requests (the expiry sweep): read the subscribed
+    endpoints once, not once per event, and, if anyone subscribes, load the requests' agents and customers
+    (the payload's) in one query each. Call it inside the transaction, so the endpoints read are the ones
+    that transaction sees."""
+    subscriptions = _enabled_endpoints()
+    if subscriptions:
+        prefetch_related_objects(list(payment_requests), "customer", "agent")
+    token = _batch_subscriptions.set(subscriptions)
+    try:
+        yield
+    finally:
+        _batch_subscriptions.reset(token)
+
+
+def _subscribed_endpoint_ids(event_type: str) -> list[int]:
+    subscriptions = _batch_subscriptions.get()
+    if subscriptions is None:
+        return list(
+            WebhookEndpoint.objects.filter(is_enabled=True, event_types__contains=[event_type])
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+    return [pk for pk, event_types in subscriptions if event_type in event_types]
+
+
 def record_payment_event(payment_request: PaymentRequest, event: PaymentEvent) -> WebhookEvent | None:
     """Queue `event` (just written, in the caller's transaction) for every enabled endpoint that wants it."""
     event_type = EVENT_TYPE_FOR_REASON.get(event.reason)
     if event_type is None:
         return None
-    endpoint_ids = list(
-        WebhookEndpoint.objects.filter(is_enabled=True, event_types__contains=[event_type]).values_list(
-            "pk", flat=True
-        )
-    )
+    endpoint_ids = _subscribed_endpoint_ids(event_type)
     if not endpoint_ids:
         return None
     public_id = uuid.uuid4()

@@ -7,6 +7,7 @@ they are made for, and go through the same form and actions as the Agent Desk.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -14,7 +15,9 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.urls import URLPattern, re_path
+from django.views.decorators.csrf import csrf_exempt
 from ninja import Header, NinjaAPI, Path, Query
 from ninja.security import HttpBearer
 
@@ -54,7 +57,7 @@ IDEMPOTENCY_KEY = Header(
 )
 CREATED_GTE = Query(None, description="Sent at or after (ISO 8601)")
 CREATED_LT = Query(None, description="Sent before (ISO 8601)")
-ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 422: Error, 429: Error}
+ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 422: Error, 429: Error, 500: Error}
 
 
 class ApiKeyAuth(HttpBearer):
@@ -75,6 +78,40 @@ class ChatDeskApi(NinjaAPI):
             response.setdefault(name, value)
         return response
 
+    def _get_urls(self):
+        """Ninja's URLs, answering an unknown path or method under /api/v1/ (and /api/v1/ itself) in JSON
+        too (Django and Ninja would answer an HTML page and a plain-text 405)."""
+        urls = [
+            URLPattern(url.pattern, self._json_errors(url.callback), url.default_args, url.name)
+            if isinstance(url, URLPattern)
+            else url
+            for url in super()._get_urls()
+        ]
+        return [*urls, re_path(r"^", csrf_exempt(self._json_not_found), name="api-not-found")]
+
+    def _json_errors(self, view):
+        @functools.wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            try:
+                response = view(request, *args, **kwargs)
+            except Http404:  # Ninja's root view (/api/v1/ itself)
+                return self._json_not_found(request)
+            if not isinstance(response, HttpResponseNotAllowed):
+                return response
+            allowed = response["Allow"]
+            error = ApiError(
+                405,
+                "method_not_allowed",
+                f"{request.method} is not allowed here; use {allowed}.",
+                headers={"Allow": allowed},
+            )
+            return self.on_exception(request, error)
+
+        return wrapped
+
+    def _json_not_found(self, request: HttpRequest) -> HttpResponse:
+        return self.on_exception(request, ApiError(404, "not_found", "No such API path."))
+
 
 api = ChatDeskApi(
     title="Chat Desk API",
@@ -90,6 +127,8 @@ def _json_response(request: HttpRequest, outcome: idempotency.Outcome) -> HttpRe
     response = HttpResponse(outcome.body, status=outcome.status, content_type="application/json")
     if outcome.replayed:
         response["Idempotent-Replayed"] = "true"
+    if outcome.status >= 500:  # a crash, logged with its traceback when it happened (idempotency.run)
+        response._has_been_logged = True
     for name, value in getattr(request, "rate_limit_headers", {}).items():
         response.setdefault(name, value)
     return response

@@ -121,6 +121,83 @@ class TestReplay:
         assert not IdempotencyRecord.objects.exists()
 
 
+class TestAsStripeDoes:
+    def test_a_refusal_is_replayed_even_after_the_world_changed(self, oms, alices_conversation, alice):
+        first = oms.post_json(LIST, create_body(alices_conversation, alice, order_number="O-1"))
+        refused = oms.post_json(
+            LIST, create_body(alices_conversation, alice, order_number="O-1"), idempotency_key="k-5"
+        )
+        oms.post_json(f"{LIST}/{first.json()['id']}/cancel")  # the order has no live request any more
+
+        again = oms.post_json(
+            LIST, create_body(alices_conversation, alice, order_number="O-1"), idempotency_key="k-5"
+        )
+
+        assert refused.status_code == again.status_code == 409
+        assert refused.json()["code"] == "order_has_live_request"
+        assert again.content == refused.content
+        assert again["Idempotent-Replayed"] == "true"
+        assert PaymentRequest.objects.count() == 1
+
+    def test_the_same_key_while_the_first_request_still_runs_is_409(
+        self, oms, alices_conversation, alice, monkeypatch
+    ):
+        from payments import actions
+
+        body = create_body(alices_conversation, alice)
+        send_payment_request = actions.send_payment_request
+        meanwhile = []
+
+        def send_while_a_retry_arrives(*args, **kwargs):
+            meanwhile.append(oms.post_json(LIST, body, idempotency_key="k-6"))  # the first one is in flight
+            return send_payment_request(*args, **kwargs)
+
+        monkeypatch.setattr(actions, "send_payment_request", send_while_a_retry_arrives)
+        first = oms.post_json(LIST, body, idempotency_key="k-6")
+        monkeypatch.setattr(actions, "send_payment_request", send_payment_request)
+        after = oms.post_json(LIST, body, idempotency_key="k-6")
+
+        (during,) = meanwhile
+        assert during.status_code == 409
+        assert during.json()["code"] == "idempotency_key_in_use"
+        assert first.status_code == 201
+        assert after.content == first.content
+        assert PaymentRequest.objects.count() == 1
+
+    def test_a_crash_is_a_500_that_is_replayed_too(
+        self, oms, alices_conversation, alice, monkeypatch, caplog
+    ):
+        from payments import actions
+
+        body = create_body(alices_conversation, alice)
+
+        def crash(*args, **kwargs):
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(actions, "send_payment_request", crash)
+        crashed = oms.post_json(LIST, body, idempotency_key="k-7")
+        monkeypatch.undo()
+        again = oms.post_json(LIST, body, idempotency_key="k-7")
+        fresh = oms.post_json(LIST, body, idempotency_key="k-8")
+
+        assert crashed.status_code == again.status_code == 500
+        assert crashed.json()["code"] == "internal_error"
+        assert again.content == crashed.content
+        assert again["Idempotent-Replayed"] == "true"
+        assert fresh.status_code == 201
+        (logged,) = [record for record in caplog.records if record.levelname == "ERROR"]  # the crash, once
+        assert logged.exc_info
+
+    def test_expired_keys_are_purged_by_beat_at_least_hourly(self, settings):
+        (entry,) = [
+            entry
+            for entry in settings.CELERY_BEAT_SCHEDULE.values()
+            if entry["task"] == "api.tasks.purge_idempotency_keys_task"
+        ]
+        assert entry["schedule"] <= 3600
+        assert settings.API_IDEMPOTENCY_KEY_HOURS >= 24
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_key_have_one_effect():
     """Eight threads, each with its own connection, post the same key and body at the same instant."""

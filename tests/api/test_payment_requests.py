@@ -3,6 +3,7 @@ desk's own form and action, and cancel with the desk's outcomes and messages."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -214,6 +215,7 @@ class TestCancel:
             (Status.PAID, Refusal.ALREADY_CLICKED),
             (Status.CANCELED, Refusal.ALREADY_CANCELED),
             (Status.EXPIRED, Refusal.EXPIRED),
+            (Status.FAILED, Refusal.NOT_DELIVERED),
         ],
     )
     def test_refusals_change_nothing_and_say_what_the_desk_toast_says(self, oms, alice, status, refusal):
@@ -245,3 +247,63 @@ def test_the_schema_and_the_docs_page_are_served(client, db):
     assert {"/api/v1/payment-requests", "/api/v1/payment-requests/{id}"} <= set(schema["paths"])
     assert schema["components"]["securitySchemes"]["ApiKeyAuth"]["scheme"] == "bearer"
     assert client.get("/api/v1/docs").status_code == 200
+
+
+def test_the_docs_page_works_offline_every_asset_is_served_from_here(client, db):
+    page = client.get("/api/v1/docs")
+    html = page.content.decode()
+
+    assert page.status_code == 200
+    assert not re.search(r"(?:src|href)=[\"'](?:https?:)?//", html), "the docs page loads something remote"
+    assets = re.findall(r"(?:src|href)=[\"']([^\"']+)[\"']", html)
+    assert {asset.rsplit("/", 1)[-1] for asset in assets} >= {"swagger-ui-bundle.js", "swagger-ui.css"}
+    for asset in assets:
+        response = client.get(asset)
+        assert response.status_code == 200, asset
+        assert b"".join(response.streaming_content if response.streaming else [response.content]), asset
+    assert "/api/v1/openapi.json" in html
+    # The page's own policy allows nothing remote either.
+    assert "'self'" in page["Content-Security-Policy"]
+    assert "http" not in page["Content-Security-Policy"]
+
+
+class TestErrorsAreJsonEverywhere:
+    def test_an_unknown_path_under_the_api_is_a_json_404(self, oms, db):
+        for path in [
+            "/api/v1/",
+            "/api/v1/nothing-here",
+            "/api/v1/payment-requests/",
+            "/api/v1/payment-requests/1/refund",
+        ]:
+            response = oms.post_json(path) if path.endswith("refund") else oms.get(path)
+
+            assert response.status_code == 404, path
+            assert response.json() == {"code": "not_found", "message": "No such API path."}
+
+    @pytest.mark.parametrize(
+        ("method", "path", "allowed"),
+        [("delete", LIST, "GET, POST"), ("put", f"{LIST}/1", "GET"), ("get", f"{LIST}/1/cancel", "POST")],
+    )
+    def test_an_unsupported_method_is_a_json_405_naming_the_allowed_ones(
+        self, oms, db, method, path, allowed
+    ):
+        response = getattr(oms, method)(path)
+
+        assert response.status_code == 405
+        assert response.json()["code"] == "method_not_allowed"
+        assert sorted(response["Allow"].split(", ")) == sorted(allowed.split(", "))
+
+    def test_a_crash_is_a_json_500_and_logged(self, oms, alice, monkeypatch, caplog):
+        payment_request = make_request(agent=alice)
+
+        def crash(*args, **kwargs):
+            raise RuntimeError("the database went away")
+
+        monkeypatch.setattr(actions, "cancel_payment_request", crash)
+        response = oms.post_json(f"{LIST}/{payment_request.pk}/cancel")
+
+        assert response.status_code == 500
+        assert response.json()["code"] == "internal_error"
+        assert "database" not in response.json()["message"]  # details go to the log, not to the client
+        (logged,) = [record for record in caplog.records if record.levelname == "ERROR"]  # once, not twice
+        assert logged.exc_info

@@ -250,3 +250,81 @@ def test_an_admin_sees_the_attempts_and_resends_a_delivery(conversation, alice, 
     assert WebhookAttempt.objects.filter(delivery=delivery).count() == 2
     assert admin.get("/admin/api/webhookendpoint/").status_code == 200
     assert admin.get("/admin/api/webhookevent/").status_code == 200
+
+
+def test_the_docs_snippet_verifies_exactly_what_the_product_signs(conversation, alice, receiver):
+    """The snippet against the product's own signing function and a real event body, not only a receiver."""
+    import time
+
+    receiver.start()
+    endpoint = endpoint_for(receiver, "payment_request.sent")
+    send(conversation, alice)
+    body = WebhookEvent.objects.get().body.encode()
+    verify = docs_verifier()
+    now = int(time.time())
+    other = "whsec_other"
+
+    assert verify(body, webhooks.signature_header([endpoint.secret], now, body), endpoint.secret)
+    assert verify(body, webhooks.signature_header([other, endpoint.secret], now, body), endpoint.secret)
+    assert not verify(body, webhooks.signature_header([other], now, body), endpoint.secret)
+    assert not verify(body + b" ", webhooks.signature_header([endpoint.secret], now, body), endpoint.secret)
+    assert not verify(body, webhooks.signature_header([endpoint.secret], now - 301, body), endpoint.secret)
+    assert not verify(body, f"t={now}", endpoint.secret)
+    assert not verify(body, "garbage", endpoint.secret)
+    ((headers, delivered, _),) = receiver.received
+    assert delivered == body
+    assert verify(delivered, headers["Chatdesk-Signature"], endpoint.secret)
+
+
+def test_the_expiry_sweep_reads_the_endpoints_once_per_batch_not_per_request(alice, receiver, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.payments.conftest import make_request
+
+    receiver.start()
+    endpoint_for(receiver, "payment_request.expired")
+    WebhookEndpoint.objects.create(url=receiver.url, event_types=["payment_request.sent"])
+    rows = [make_request(agent=alice) for _ in range(6)]
+
+    with time_machine.travel(max(row.click_deadline for row in rows), tick=False):
+        with CaptureQueriesContext(connection) as queries:
+            assert actions.expire_due_payment_requests() == 6
+
+    selects = [query["sql"] for query in queries.captured_queries if query["sql"].startswith("SELECT")]
+    assert sum('FROM "api_webhookendpoint"' in sql for sql in selects) == 1
+    assert sum('FROM "desk_customer"' in sql for sql in selects) <= 1
+    assert WebhookDelivery.objects.count() == 6
+    assert sorted(event["type"] for event in receiver.accepted()) == ["payment_request.expired"] * 6
+
+
+def test_failed_late_money_and_its_refund_are_delivered_too(conversation, alice, receiver):
+    from payments.models import PaymentException
+    from tests.factories import UserFactory
+
+    receiver.start()
+    endpoint_for(receiver)
+    failed = send(conversation, alice)
+    actions.mark_failed(failed.pk, reason="The number is not on WhatsApp.")
+    canceled = send(conversation, alice)
+    actions.cancel_payment_request(canceled.pk, agent=alice)
+    assert post_webhook(Client(), sandbox_event(canceled)).json()["outcome"] == "exception"  # late money
+    actions.refund_payment_exception(PaymentException.objects.get().pk, by=UserFactory(is_staff=True))
+
+    def types_of(payment_request):
+        events = [
+            event for event in receiver.accepted() if event["data"]["object"]["id"] == payment_request.pk
+        ]
+        return [
+            event["type"] for event in sorted(events, key=lambda event: event["data"]["object"]["version"])
+        ]
+
+    assert types_of(failed) == ["payment_request.sent", "payment_request.failed"]
+    assert types_of(canceled) == [
+        "payment_request.sent",
+        "payment_request.canceled",
+        "payment_request.payment_exception",
+        "payment_request.exception_refunded",
+    ]
+    late = next(event for event in receiver.accepted() if event["type"].endswith("payment_exception"))
+    assert late["data"]["history_entry"]["reason"] == "late_payment"
