@@ -241,9 +241,10 @@ NO_CHANNEL_FAILURE = "The {channel} channel is not connected, so the link could 
 # to the request; the button tries again).
 CHECKOUT_UNAVAILABLE_TEXT = "We could not start the payment. Please try again."
 
-# What the customer's /pay/<token>/ page says once the link no longer takes payments.
+# What the customer's /pay/<token>/ page says once the link no longer takes payments (heading, text; the text
+# may name {order_number} and {amount}).
 CLOSED_PAGE_TEXT = {
-    Status.PAID: ("Payment received", "Thank you. This order has been paid."),
+    Status.PAID: ("Payment received", "Thank you. Order {order_number} has been paid: {amount}."),
     Status.CANCELED: (
         "Payment link canceled",
         "This payment link was canceled. Ask the agent for a new one.",

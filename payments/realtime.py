@@ -156,7 +156,12 @@ def pay_page_context(payment_request: PaymentRequest | None, *, token: str, **ex
     if payment_request is not None:
         state = payment_request.effective_status()
         context["state"] = state
-        context["closed_text"] = lifecycle.CLOSED_PAGE_TEXT.get(state)
+        if closed_text := lifecycle.CLOSED_PAGE_TEXT.get(state):
+            heading, text = closed_text
+            context["closed_text"] = (
+                heading,
+                text.format(order_number=payment_request.order_number, amount=payment_request.display_amount),
+            )
         if state == "clicked" and payment_request.gateway_reference:
             gateway = get_gateway(payment_request.gateway)
             context.setdefault("form", gateway.payment_form())

@@ -90,3 +90,40 @@ def test_the_sweeps_queries_can_use_the_partial_deadline_indexes(alice):
             plans.append(" ".join(row[0] for row in cursor.fetchall()))
     assert "payments_pr_sent_due" in plans[0]
     assert "payments_pr_clicked_due" in plans[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_documented_lateness_command_measures_the_sweeps_pushes(alice, monkeypatch):
+    """docs/chat2pay.md's reproduce command, small: it must hear the sweep's batch pushes, as a tab does."""
+    import io
+    import threading
+
+    from django.core.management import call_command
+    from django.db import connections
+
+    from payments.management.commands import measure_expiry_lateness
+
+    monkeypatch.setattr(measure_expiry_lateness, "LEAD_SECONDS", 1)
+    stop = threading.Event()
+
+    def beat() -> None:  # the worker and beat that --no-spawn expects to be running already
+        try:
+            while not stop.wait(0.25):
+                actions.expire_due_payment_requests()
+        finally:
+            connections.close_all()
+
+    sweeper = threading.Thread(target=beat)
+    sweeper.start()
+    out = io.StringIO()
+    try:
+        call_command(
+            "measure_expiry_lateness", open=5, background=3, spread=1, no_spawn=True, timeout=20, force=True,
+            stdout=out,
+        )  # fmt: skip
+    finally:
+        stop.set()
+        sweeper.join()
+    report = out.getvalue()
+    assert "Expired: 5 of 5 stored, 5 pushed." in report
+    assert "push (deadline -> desk): median" in report

@@ -175,6 +175,34 @@ class TestDeadLinks:
         assert response.status_code == 410
         assert "Payment link expired" in response.content.decode()
 
+    @pytest.mark.parametrize("state", ["paid", "expired"])
+    def test_paid_and_expired_links_show_no_form_and_nothing_personal(
+        self, link, alices_conversation, sandbox_webhooks_inline, django_capture_on_commit_callbacks, state
+    ):
+        # Given a link the customer opened, then paid or left until the pay window ran out
+        payment_request, token = link
+        browser = customer()
+        open_link(browser, token)
+        if state == "paid":
+            with django_capture_on_commit_callbacks(execute=True):
+                pay(browser, token, CARDS["ok"])
+            title, text, status = "Payment received", "Order A-500 has been paid: ZAR 120.50.", 200
+        else:
+            title, text, status = "Payment link expired", "This payment link has expired.", 410
+        with time_machine.travel(reload(payment_request).pay_deadline + timedelta(seconds=1)):
+            actions.expire_due_payment_requests()
+            response = browser.get(f"/pay/{token}/")
+
+        # Then the page says so plainly, with no form and nothing about the customer
+        html = response.content.decode()
+        assert (reload(payment_request).status, response.status_code) == (state, status)
+        assert title in html
+        assert text in html
+        assert "Card number" not in html
+        assert alices_conversation.customer.name not in html
+        assert alices_conversation.customer.phone not in html
+        assert_private(response)
+
     @pytest.mark.parametrize("token", ["nope", "A" * 43, "1", "%00"])
     def test_an_unknown_link_is_a_plain_404(self, token, link):
         response = customer().get(f"/pay/{token}/")

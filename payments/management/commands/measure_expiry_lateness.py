@@ -3,11 +3,12 @@
     python manage.py measure_expiry_lateness [--open 10000] [--background 10000] [--spread 120] [--no-spawn]
 
 1. Lays down `--open` requests in `sent` (as `payments.actions` would leave them), spread over the bench's
-   own conversations, with click deadlines spread evenly over `--spread` seconds, starting a few seconds out;
-   plus `--background` open requests due tomorrow, so the table never holds fewer open requests than that.
+   own conversations, plus `--background` open requests due tomorrow, so the table never holds fewer open
+   requests than that.
 2. Subscribes to those conversations' channel-layer groups, exactly as every agent tab does.
-3. Starts a Celery worker and beat (unless --no-spawn, e.g. beside `make run`) and waits until every one
-   of the requests has expired.
+3. Starts a Celery worker and beat (unless --no-spawn, e.g. beside `make run`), waits until the worker
+   answers, then sets the deadlines (spread evenly over `--spread` seconds, starting a few seconds out) and
+   waits until every one of the requests has expired.
 4. Reports, per request, the lateness of the `expired` push (when it reached a subscriber, minus the
    deadline) and of the stored transition (history row time minus deadline): median, p90, p99 and max.
 
@@ -72,13 +73,16 @@ class Command(BaseCommand):
                 "This writes thousands of permanent rows; use a scratch database and DEBUG, or --force."
             )
         started = time.monotonic()
-        deadlines, conversation_ids = self._lay_down(open, background, spread)
+        measured, conversation_ids = self._lay_down(open, background)
         self.stdout.write(
             f"Created {open + background} open requests in {time.monotonic() - started:.1f}s;"
             f" {open} fall due over {spread:.0f}s."
         )
         processes = [] if no_spawn else self._spawn()
         try:
+            if processes:
+                self._wait_for_worker(processes)
+            deadlines = self._schedule(measured, spread)
             pushed = asyncio.run(self._listen(deadlines, conversation_ids, timeout))
         finally:
             for process in processes:
@@ -88,7 +92,8 @@ class Command(BaseCommand):
         self._report(deadlines, pushed)
 
     @transaction.atomic
-    def _lay_down(self, measured: int, background: int, spread: float) -> tuple[dict[int, float], list[int]]:
+    def _lay_down(self, measured: int, background: int) -> tuple[list[PaymentRequest], list[int]]:
+        """Every request, due tomorrow; returns the ones to measure and their conversations."""
         count = measured + background
         run = secrets.token_hex(3)
         agent, _ = get_user_model().objects.get_or_create(
@@ -151,14 +156,27 @@ class Command(BaseCommand):
             ),
             batch_size=2000,
         )
-        # Deadlines evenly spread over `spread` seconds, starting LEAD_SECONDS from now (after the inserts).
         requests = requests[:measured]
+        return requests, sorted({request.conversation_id for request in requests})
+
+    def _wait_for_worker(self, processes: list[subprocess.Popen], limit: float = 120) -> None:
+        """Wait until the spawned worker answers, so that its start-up (slow on a loaded machine) is not
+        measured as lateness of the first deadlines."""
+        from chatdesk.celery import app
+
+        give_up = time.monotonic() + limit
+        while not app.control.ping(timeout=1):
+            if time.monotonic() > give_up or any(process.poll() is not None for process in processes):
+                raise CommandError("The Celery worker did not start.")
+        self.stdout.write("Worker is up.")
+
+    def _schedule(self, requests: list[PaymentRequest], spread: float) -> dict[int, float]:
+        """Deadlines evenly spread over `spread` seconds, starting LEAD_SECONDS from now (beat's start-up)."""
         first = timezone.now() + timedelta(seconds=LEAD_SECONDS)
         for index, request in enumerate(requests):
-            request.click_deadline = first + timedelta(seconds=spread * index / measured)
+            request.click_deadline = first + timedelta(seconds=spread * index / len(requests))
         PaymentRequest.objects.bulk_update(requests, ["click_deadline"], batch_size=2000)
-        conversation_ids = sorted({request.conversation_id for request in requests})
-        return {request.pk: request.click_deadline.timestamp() for request in requests}, conversation_ids
+        return {request.pk: request.click_deadline.timestamp() for request in requests}
 
     def _spawn(self) -> list[subprocess.Popen]:
         binary = Path(sys.executable).parent
@@ -180,7 +198,8 @@ class Command(BaseCommand):
     async def _listen(
         self, deadlines: dict[int, float], conversation_ids: list[int], timeout: float
     ) -> dict[int, float]:
-        """Receive the `payment.request_changed` hints as an agent's tab would; first one per request."""
+        """Receive the payment hints (`payment.request_changed`, and the sweep's `payment.requests_changed`
+        batches) as an agent's tab would; the first one per request counts."""
         layer = get_channel_layer()
         channel = await layer.new_channel()
         for conversation_id in conversation_ids:
@@ -193,11 +212,14 @@ class Command(BaseCommand):
                     message = await asyncio.wait_for(layer.receive(channel), timeout=1)
                 except TimeoutError:
                     continue
-                request_id = message.get("payment_request_id")
-                if request_id in deadlines and request_id not in pushed:
-                    pushed[request_id] = time.time()
-                    if len(pushed) % 1000 == 0:
-                        self.stdout.write(f"  {len(pushed)} expired")
+                # One request's hint, or the sweep's batch hint naming every due card of the conversation.
+                request_ids = message.get("payment_request_ids") or [message.get("payment_request_id")]
+                arrived = time.time()
+                for request_id in request_ids:
+                    if request_id in deadlines and request_id not in pushed:
+                        pushed[request_id] = arrived
+                        if len(pushed) % 1000 == 0:
+                            self.stdout.write(f"  {len(pushed)} expired")
         finally:
             for conversation_id in conversation_ids:
                 await layer.group_discard(desk_realtime.conversation_group(conversation_id), channel)
