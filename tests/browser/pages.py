@@ -43,11 +43,16 @@ def expect_not_reloaded(page: Page) -> None:
 
 
 # Installed before any page script runs: keeps every WebSocket the page opens in window.__chatdeskSockets.
+# Test-only: the page's sockets, and a switch that makes every new socket fail to connect (a dead network as
+# far as the page can tell). Chromium's offline emulation was not used for this: applied to an open socket, it
+# could hold back the closing handshake, so the page's "close" event (and its offline indicator) came late
+# or not at all on a loaded machine.
 _RECORD_WEBSOCKETS = """
 window.__chatdeskSockets = [];
+window.__chatdeskNetworkDown = false;
 const NativeWebSocket = window.WebSocket;
-window.WebSocket = function (...args) {
-  const socket = new NativeWebSocket(...args);
+window.WebSocket = function (url, ...args) {
+  const socket = new NativeWebSocket(window.__chatdeskNetworkDown ? "ws://127.0.0.1:9/" : url, ...args);
   window.__chatdeskSockets.push(socket);
   return socket;
 };
@@ -61,20 +66,18 @@ def record_websockets(page: Page) -> None:
 
 
 def drop_websockets(page: Page) -> None:
-    """Cut the page's websockets as a network drop would, and keep reconnects failing until `restore_network`.
-
-    Chromium's offline emulation alone leaves an open websocket up (it only fails new connections), so this
-    also closes the sockets the page holds (the page must have been opened after `record_websockets`).
-    Returns once the page's connection indicator shows it is offline.
+    """Cut the page's websockets as a network drop would, and keep reconnects failing until `restore_network`
+    (each new socket goes to a closed port). Returns once the page's connection indicator shows it is offline.
     """
-    page.context.set_offline(True)
-    page.evaluate("window.__chatdeskSockets.forEach((socket) => socket.close())")
+    page.evaluate(
+        "window.__chatdeskNetworkDown = true; window.__chatdeskSockets.forEach((socket) => socket.close())"
+    )
     expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
 
 
 def restore_network(page: Page) -> None:
     """End `drop_websockets`: the page reconnects by itself (after its back-off, a few seconds at most)."""
-    page.context.set_offline(False)
+    page.evaluate("window.__chatdeskNetworkDown = false")
 
 
 def call_in_thread(function: Callable[..., T], *args, **kwargs) -> T:
