@@ -733,15 +733,20 @@ async def socket_phase(servers: Servers, agents_all: list[dict], profile: dict, 
 def run_servers(
     agents: list[dict], profile: dict, only: set[str], extra_env: dict[str, str] | None = None
 ) -> dict:
-    """One run of the socket scenarios against fresh servers; returns the figures it recorded."""
-    before = set(RESULTS)
+    """One run of the socket scenarios against fresh servers; returns the figures it recorded (and leaves
+    RESULTS as it found it, so runs of an A/B do not overwrite each other)."""
+    saved = dict(RESULTS)
+    RESULTS.clear()
     servers = Servers(extra_env)
     try:
         servers.start()
         asyncio.run(socket_phase(servers, agents, profile, only))
     finally:
         servers.stop()
-    return {key: RESULTS[key] for key in RESULTS if key not in before}
+        figures = dict(RESULTS)
+        RESULTS.clear()
+        RESULTS.update(saved)
+    return figures
 
 
 def numeric_figures(results: dict, prefix: str = "") -> dict[str, float]:
@@ -855,7 +860,7 @@ def main() -> int:
     if args.ab:
         ab_compare(agents, profile, only, args.ab, args.pairs)
     else:
-        run_servers(agents, profile, only)
+        RESULTS.update(run_servers(agents, profile, only))
     say(f"done in {time.monotonic() - started:.0f} s")
     (LOG_DIR / f"results-{args.profile}.json").write_text(json.dumps(RESULTS, indent=2, default=str))
     return 0
