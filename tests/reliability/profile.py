@@ -12,6 +12,7 @@ import logging
 import os
 import platform
 import re
+import subprocess
 import sys
 import threading
 from collections import defaultdict
@@ -69,6 +70,20 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _commit() -> str:
+    """The commit the run tested, and whether the tree had changes on top of it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{head} with uncommitted changes" if changed else head
+
+
 def write_report(duration_seconds: float, outcome: str, pytest_args: Sequence[str] = ()) -> None:
     if not _figures:
         return
@@ -81,6 +96,7 @@ def write_report(duration_seconds: float, outcome: str, pytest_args: Sequence[st
         f"- Run: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, profile `{PROFILE}`, {duration_seconds:.0f} s, "
         f"pytest outcome: {outcome}",
         f"- Command: `CHATDESK_PROFILE={PROFILE} python -m chatdesk.embedded test {' '.join(pytest_args)}`",
+        f"- Commit: {_commit()}",
         f"- Machine: {platform.platform()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}",
     ]
     for name, value in {**_versions(), **_environment}.items():
