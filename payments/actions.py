@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from api import outbox
+from chatdesk.retention import PURGE_BATCH_SIZE, delete_in_batches
 from desk.actions import display_name
 from desk.models import Conversation, Message
 
@@ -42,7 +43,6 @@ from .models import (
 Outcome = GatewayWebhookEvent.Outcome
 DUPLICATE = "duplicate"  # a webhook event already in the inbox: answered 2xx, nothing applied
 SWEEP_BATCH_SIZE = 500
-PURGE_BATCH_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -513,10 +513,7 @@ def purge_processed_webhook_events(*, now=None, batch_size: int = PURGE_BATCH_SI
     purgeable = GatewayWebhookEvent.objects.filter(
         outcome__in=[Outcome.APPLIED, Outcome.IGNORED], received_at__lt=cutoff, exception__isnull=True
     )
-    purged = 0
-    while ids := list(purgeable.order_by().values_list("pk", flat=True)[:batch_size]):
-        purged += purgeable.filter(pk__in=ids).delete()[0]
-    return purged
+    return delete_in_batches(purgeable, batch_size=batch_size)
 
 
 def _money_already_recorded(payment_request: PaymentRequest, payment_reference: str) -> bool:

@@ -12,6 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from chatdesk.retention import PURGE_BATCH_SIZE, delete_in_batches
 from desk import actions, realtime
 from desk.models import Conversation, Message
 
@@ -19,7 +20,6 @@ from .base import InboundMessage, StatusUpdate, WebhookBatch
 from .models import InboundWebhookEvent, OutboundDelivery
 
 APPLIED, DUPLICATE, UNMATCHED, IGNORED = "applied", "duplicate", "unmatched", "ignored"
-PURGE_BATCH_SIZE = 1000
 # Statuses only move forward, so a late or shuffled callback never rolls one back; `failed` is final.
 RANK = {"": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
 
@@ -103,7 +103,4 @@ def purge_processed_events(*, now=None, batch_size: int = PURGE_BATCH_SIZE) -> i
     the providers' redeliveries, so a replay within it is still a no-op."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.WEBHOOK_INBOX_RETENTION_DAYS)
     old = InboundWebhookEvent.objects.filter(received_at__lt=cutoff)
-    purged = 0
-    while ids := list(old.values_list("pk", flat=True)[:batch_size]):
-        purged += old.filter(pk__in=ids).delete()[0]
-    return purged
+    return delete_in_batches(old, batch_size=batch_size)

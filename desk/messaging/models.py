@@ -81,6 +81,8 @@ class InboundWebhookEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["provider", "event_id"], name="desk_inbound_event_unique"),
         ]
+        # The hourly retention purge finds old rows by when they arrived.
+        indexes = [models.Index(fields=["received_at"], name="desk_inbound_received")]
 
     def __str__(self) -> str:
         return f"{self.provider} {self.kind} {self.event_id}"
