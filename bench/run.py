@@ -98,12 +98,20 @@ def manage(*args: str) -> None:
 
 
 class Servers:
-    """Daphne + Celery worker + beat, pinned to the server core; restartable (B2) and re-configurable (A/B)."""
+    """Daphne + Celery worker + beat, pinned to the server core; restartable (B2) and re-configurable (A/B).
+
+    BENCH_HTTP_SERVER=gunicorn (e.g. `--ab BENCH_HTTP_SERVER=daphne,gunicorn`) adds gunicorn for plain HTTP,
+    on the same core, beside Daphne for the websockets: B5's webhooks then go to `http_port`."""
 
     def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         self.port = common.free_port()
         self.env = common.server_environment(extra_env)
+        self.http_server = self.env.get("BENCH_HTTP_SERVER", "daphne")
+        if self.http_server not in {"daphne", "gunicorn"}:
+            raise SystemExit(f"BENCH_HTTP_SERVER must be daphne or gunicorn, not {self.http_server!r}")
+        self.http_port = common.free_port() if self.http_server == "gunicorn" else self.port
         self.daphne: Proc | None = None
+        self.gunicorn: Proc | None = None
         self.worker: Proc | None = None
         self.beat: Proc | None = None
 
@@ -119,8 +127,21 @@ class Servers:
         self.daphne = Proc("daphne", cmd, env=self.env, cpus=SERVER_CPUS)
         common.wait_for(lambda: common.port_answers(self.port), "Daphne", procs=[self.daphne])
 
+    def start_gunicorn(self) -> None:
+        """Threads rather than processes: one core, and each request mostly waits on PostgreSQL and Redis. The
+        app is loaded before the workers fork (--preload) and a page must answer before the run goes on: the
+        master listens at once, and workers still importing Django would eat the core during B1's ramp."""
+        cmd = [str(common.BIN / "gunicorn"), "-b", f"127.0.0.1:{self.http_port}", "--worker-class", "gthread",
+               "--workers", "2", "--threads", "8", "--preload", "--log-level", "warning",
+               "chatdesk.wsgi:application"]  # fmt: skip
+        self.gunicorn = Proc("gunicorn", cmd, env=self.env, cpus=SERVER_CPUS)
+        common.wait_for(lambda: common.page_answers(self.http_port, "/accounts/login/"), "gunicorn",
+                        procs=[self.gunicorn])  # fmt: skip
+
     def start(self) -> None:
         self.start_daphne()
+        if self.http_server == "gunicorn":
+            self.start_gunicorn()
         celery = [str(common.BIN / "celery"), "-A", "chatdesk"]
         name = f"bench-{os.getpid()}-{secrets.token_hex(3)}@%h"
         self.worker = Proc("celery-worker", [*celery, "worker", "-l", "warning", "--concurrency", "2",
@@ -141,7 +162,7 @@ class Servers:
         self.start_daphne()
 
     def stop(self) -> None:
-        for proc in (self.beat, self.worker, self.daphne):
+        for proc in (self.beat, self.worker, self.gunicorn, self.daphne):
             if proc is not None:
                 proc.stop()
 
@@ -501,7 +522,9 @@ async def b3_push(desks_agents: list[dict], rate: float, seconds: float, arrival
               "p50_ms": pct(lc, 50), "p99_ms": pct(lc, 99), "max_ms": max(lc, default=None),
               "sched_p99_ms": pct(matched["from_schedule"], 99), "driver_call_p50_ms": pct(commit_cost, 50),
               "publish_p50_ms": pct(publish_cost, 50)}  # fmt: skip
-    record(f"B3.{len(desks_agents)}.{rate:.0f}", result)
+    record(
+        f"B3.{rate:.0f}", {"sockets": len(desks_agents), **result}
+    )  # one socket count per run (push_sockets)
     return result
 
 
@@ -591,6 +614,7 @@ async def b5_webhooks(servers: Servers, agents: list[dict], profile: dict) -> No
     unique_valid: set[str] = set()
     expected = {"bad": 0, "dup": 0}
     started_at = timezone.now().isoformat()
+    run = f"evt_bench_{secrets.token_hex(3)}_"  # this run's events (an A/B runs B5 several times)
 
     def make_request(_: int):
         roll = rng.random()
@@ -600,7 +624,7 @@ async def b5_webhooks(servers: Servers, agents: list[dict], profile: dict) -> No
             signature = sign(body)
         else:
             pk = next(fresh, None) or rng.choice(ids)
-            event_id = f"evt_bench_{secrets.token_hex(8)}"
+            event_id = f"{run}{secrets.token_hex(8)}"
             body = json.dumps({"id": event_id, "type": "payment.succeeded", "created": int(time.time()), "data": {
                 "checkout": f"cs_bench_{pk}", "client_reference": str(pk), "payment": f"pay_bench_{event_id}",
                 "amount": "100.00", "currency": "ZAR", "started_at": started_at,
@@ -619,30 +643,33 @@ async def b5_webhooks(servers: Servers, agents: list[dict], profile: dict) -> No
             {"Content-Type": "application/json", SIGNATURE_HEADER: signature},
         )
 
+    trivial_rps = await trivial_view(servers.http_port)  # this run's baseline, on the server B5 uses
     rps, closed_lat, closed_status = await common.closed_loop(
-        servers.port, make_request, concurrency=16, seconds=seconds
+        servers.http_port, make_request, concurrency=16, seconds=seconds
     )
     rate = profile["webhook_open_rate"]
-    open_lat, open_status = await common.open_loop(servers.port, make_request, rate=rate, seconds=seconds)
+    open_lat, open_status = await common.open_loop(
+        servers.http_port, make_request, rate=rate, seconds=seconds
+    )
 
     def check() -> tuple[int, int]:
-        stored = GatewayWebhookEvent.objects.filter(event_id__startswith="evt_bench_").count()
+        stored = GatewayWebhookEvent.objects.filter(event_id__startswith=run).count()
         twice = (PaymentEvent.objects.filter(reason="paid").values("payment_request")
                  .annotate(n=Count("pk")).filter(n__gt=1).count())  # fmt: skip
         return stored, twice
 
     stored, twice = await asyncio.to_thread(check)
     statuses = {k: closed_status.get(k, 0) + open_status.get(k, 0) for k in {*closed_status, *open_status}}
-    say(f"B5 webhooks (10 % duplicates, 5 % bad signatures): closed loop {rps:.0f} req/s (16 connections, "
-        f"{rps / REFS['trivial_rps']:.2f}× the trivial view's {REFS['trivial_rps']:.0f} rps; target ≥ 1,000), "
-        f"{summary_ms(closed_lat)}")  # fmt: skip
+    say(f"B5 webhooks on {servers.http_server} (10 % duplicates, 5 % bad signatures): closed loop {rps:.0f} req/s "
+        f"(16 connections, {rps / trivial_rps:.2f}× the trivial view's {trivial_rps:.0f} rps on the same server; "
+        f"target ≥ 1,000), {summary_ms(closed_lat)}")  # fmt: skip
     say(
         f"   open loop {rate} req/s: {summary_ms(open_lat)} (target p99 ≤ 50 ms) = p99 {vs_echo(pct(open_lat, 99))}"
     )
     say(f"   statuses {dict(sorted(statuses.items()))}; {expected['bad']} bad signatures sent, "
         f"{expected['dup']} duplicates; inbox rows {stored} for {len(unique_valid)} distinct valid events; "
         f"requests paid twice: {twice} (must be 0)")  # fmt: skip
-    record("B5", {"closed_rps": rps, "closed_p99_ms": pct(closed_lat, 99), "open_rate": rate,
+    record("B5", {"trivial_rps": trivial_rps, "closed_rps": rps, "closed_p99_ms": pct(closed_lat, 99), "open_rate": rate,
                   "open_p50_ms": pct(open_lat, 50), "open_p99_ms": pct(open_lat, 99), "statuses": statuses,
                   "inbox_rows": stored, "distinct_valid": len(unique_valid), "paid_twice": twice})  # fmt: skip
 

@@ -1,0 +1,10 @@
+"""WSGI entry point, for serving plain HTTP (pages, the API, webhooks) from a WSGI server such as gunicorn while
+Daphne serves the websockets (docs/performance.md, "WSGI for HTTP"). `chatdesk.asgi` serves both."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatdesk.settings")
+
+application = get_wsgi_application()
