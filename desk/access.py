@@ -81,6 +81,9 @@ def get_conversation_for_viewer(user, pk: int) -> Conversation:
         raise Http404("No such conversation.") from None
 
 
+ANOTHER_AGENTS_CONVERSATION = "This conversation is assigned to another agent."
+
+
 def get_conversation_for_agent(user, pk: int) -> Conversation:
     """A conversation the user may act on as an agent: the queue or their own. Another agent's conversation
     is a 403 (the product's rule: agents cannot act on each other's conversations), one that does not exist
@@ -91,7 +94,7 @@ def get_conversation_for_agent(user, pk: int) -> Conversation:
         return get_conversation_for_viewer(user, pk)
     except Http404:
         if Conversation.objects.filter(pk=pk).exists():
-            raise PermissionDenied from None
+            raise PermissionDenied(ANOTHER_AGENTS_CONVERSATION) from None
         raise
 
 

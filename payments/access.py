@@ -37,7 +37,7 @@ def get_payment_request_for_agent(user, payment_request_id: int) -> PaymentReque
     if payment_request is None:
         raise Http404("No such payment request.")
     if payment_request.conversation.assigned_agent_id != user.pk:
-        raise PermissionDenied
+        raise PermissionDenied(desk_access.ANOTHER_AGENTS_CONVERSATION)
     return payment_request
 
 

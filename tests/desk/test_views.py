@@ -82,7 +82,9 @@ class TestConversationPage:
 
     def test_another_agents_conversation_is_forbidden(self, client, bob, alices_conversation):
         client.force_login(bob)
-        assert client.get(reverse("desk:conversation", args=[alices_conversation.pk])).status_code == 403
+        page = client.get(reverse("desk:conversation", args=[alices_conversation.pk]))
+        assert page.status_code == 403
+        assert "This conversation is assigned to another agent." in page.content.decode()
         response = client.post(reverse("desk:send_message", args=[alices_conversation.pk]), {"body": "hi"})
         assert response.status_code == 403
         assert not alices_conversation.messages.exists()
