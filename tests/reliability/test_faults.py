@@ -24,6 +24,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from django.core.management.base import CommandError
+from django.db import OperationalError
+from django.test import TransactionTestCase
 from django.utils import timezone
 
 from payments import actions
@@ -67,6 +70,28 @@ def stack(django_db_setup, tmp_path_factory) -> Iterator[LiveStack]:
         yield live
     finally:
         live.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def reset_retries_a_deadlock() -> Iterator[None]:
+    """The live worker sweeps every second, between tests too. The TRUNCATE that resets the database after
+    each test can deadlock with a sweep (each holds a lock the other waits for), and PostgreSQL then cancels
+    one of them: the next beat tick retries the sweep, and this retries the reset."""
+    reset = TransactionTestCase._fixture_teardown
+
+    def reset_with_retries(self) -> None:
+        for attempt in range(5):
+            try:
+                return reset(self)
+            except CommandError as error:
+                cause = error.__cause__
+                if not (isinstance(cause, OperationalError) and "deadlock" in str(cause)) or attempt == 4:
+                    raise
+                time.sleep(0.2)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TransactionTestCase, "_fixture_teardown", reset_with_retries)
+        yield
 
 
 @pytest.fixture
