@@ -49,3 +49,17 @@ def test_zz_no_secrets_in_the_logs_of_the_run(world, caplog):  # noqa: F811
         "4. Security: logs", "log lines scanned (whole run of tests/reliability + tests/security)", len(lines)
     )
     profile.record("4. Security: logs", "card numbers / full tokens / phone numbers found", "0 / 0 / 0")
+
+
+@pytest.mark.parametrize(
+    ("line", "found"),
+    [
+        ("card 4242 4242 4242 4242 declined", ["4242424242424242"]),
+        ("pan=4000-0000-0000-0002", ["4000000000000002"]),
+        ("Task x[4fc9201a-6903-4ad0-9358-470245013e94] succeeded in 0.016038582998589845s", []),  # a UUID
+        ("amount 1234567890123.456", []),  # a decimal fraction
+        ("4444444444444444", []),  # one digit repeated: a placeholder, not a card
+    ],
+)
+def test_the_log_scan_finds_card_numbers_and_not_ids_or_amounts(line, found):
+    assert profile.card_numbers_in(line) == found
