@@ -168,6 +168,49 @@ async def test_a_ping_from_a_deactivated_user_closes_the_socket():
     assert (await socket.receive_output(timeout=5))["type"] == "websocket.close"
 
 
+async def test_a_ping_after_the_password_changed_elsewhere_closes_the_socket():
+    """Changing the password signs out every other session (Django's session hash), open desks included."""
+    alice = await database_sync_to_async(AgentFactory)()
+    socket = await connect("/ws/desk/", await session_cookie(alice))
+    await drain(socket)
+
+    def change_password():
+        alice.set_password("a-new-passphrase-9")
+        alice.save()
+
+    await database_sync_to_async(change_password)()
+    await socket.send_json_to({"type": "ping"})
+
+    assert (await socket.receive_output(timeout=5))["type"] == "websocket.close"
+
+
+async def test_a_ping_is_one_trip_to_the_shared_database_thread(monkeypatch):
+    """Every socket of a process queues its database work on one thread, so an idle desk's ping (every
+    25 s) must cost one trip there, not one per check (docs/performance.md, B1 idle CPU)."""
+    from channels.db import DatabaseSyncToAsync
+
+    alice = await database_sync_to_async(AgentFactory)()
+    conversation = await database_sync_to_async(ConversationFactory)(status="open", assigned_agent=alice)
+    socket = await connect(f"/ws/desk/conversations/{conversation.pk}/", await session_cookie(alice))
+    await drain(socket)
+    trips = []
+    real_call = DatabaseSyncToAsync.__call__
+
+    async def counting_call(self, *args, **kwargs):
+        trips.append(self.func)
+        return await real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(DatabaseSyncToAsync, "__call__", counting_call)
+    try:
+        await socket.send_json_to({"type": "ping", "cards": {}})
+        ops = await drain(socket)
+    finally:
+        await socket.disconnect()
+
+    assert ops[-1] == {"op": "pong"}
+    assert len(trips) <= 1
+
+
 async def test_a_ping_resends_the_cards_newer_than_the_page_shows_before_its_pong():
     """A push the channel layer lost (a worker killed between commit and push, a Redis restart under an open
     socket) is made good at the page's next ping (found by tests/reliability/test_faults.py); a page that
