@@ -1,5 +1,5 @@
-"""WSGI entry point, for serving plain HTTP (pages, the API, webhooks) from a WSGI server such as gunicorn while
-Daphne serves the websockets (docs/performance.md, "WSGI for HTTP"). `chatdesk.asgi` serves both."""
+"""WSGI entry point, for serving plain HTTP (pages, the API, webhooks) from a WSGI server such as gunicorn
+while Daphne serves the websockets (docs/performance.md, "WSGI for HTTP"). `chatdesk.asgi` serves both."""
 
 import os
 

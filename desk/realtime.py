@@ -4,9 +4,10 @@ The channel layer is at-most-once, so a push is a hint: consumers re-read the ro
 state, and pages re-read everything they show on every (re)connect.
 """
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+
+from chatdesk import event_loop
 
 QUEUE_GROUP = "desk.queue"
 SUPERVISORS_GROUP = "desk.supervisors"
@@ -28,7 +29,7 @@ def send_to_groups_rollback_unsafe(groups: list[str], event: dict) -> None:
         for group in groups:
             await layer.group_send(group, event)
 
-    async_to_sync(send_all)()
+    event_loop.run_from_sync(send_all)
 
 
 def publish_on_commit(groups: list[str], event: dict) -> None:

@@ -12,11 +12,11 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 from django.template.loader import render_to_string
 
+from chatdesk import event_loop
 from desk import realtime as desk_realtime
 
 from . import lifecycle
@@ -93,8 +93,8 @@ def publish_payment_requests_changed(payment_requests: Iterable[PaymentRequest])
         layer = get_channel_layer()
 
         async def send() -> None:
-            # A few sends in flight at once: each holds a Redis connection of this short-lived event loop's
-            # pool, and opening a thousand of them costs more than the overlap gains.
+            # A few sends in flight at once: each holds a Redis connection of the loop's pool, and opening a
+            # thousand of them costs more than the overlap gains.
             in_flight = asyncio.Semaphore(SWEEP_SENDS_IN_FLIGHT)
 
             async def send_one(group: str, event: dict) -> None:
@@ -103,7 +103,7 @@ def publish_payment_requests_changed(payment_requests: Iterable[PaymentRequest])
 
             await asyncio.gather(*(send_one(group, event) for group, event in messages))
 
-        async_to_sync(send)()
+        event_loop.run_from_sync(send)
 
     transaction.on_commit(send_all_rollback_unsafe, robust=True)
 

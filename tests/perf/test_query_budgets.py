@@ -2,7 +2,7 @@
 
 What makes a card slow at scale is how much work each unit does, and that is deterministic: SQL queries per
 transition, per card render and per webhook; channel-layer sends per change; event-loop hops
-(`async_to_sync`, a few milliseconds each from sync code) per unit of work. The budgets are today's counts;
+(`chatdesk.event_loop.run_from_sync`) per unit of work. The budgets are today's counts;
 an improvement passes, a regression fails here instead of in `make bench`.
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from chatdesk import event_loop
 from desk.consumers import _conversation_ops
 from desk.realtime import conversation_group
 from payments import actions, realtime
@@ -54,13 +54,15 @@ class CountingLayer:
 def layer(monkeypatch) -> CountingLayer:
     layer = CountingLayer()
 
-    def counting_async_to_sync(function):
-        layer.hops += 1
-        return async_to_sync(function)
+    run_from_sync = event_loop.run_from_sync
 
+    def counting_run_from_sync(function):
+        layer.hops += 1
+        return run_from_sync(function)
+
+    monkeypatch.setattr(event_loop, "run_from_sync", counting_run_from_sync)
     for module in ("desk.realtime", "payments.realtime"):
         monkeypatch.setattr(f"{module}.get_channel_layer", lambda: layer)
-        monkeypatch.setattr(f"{module}.async_to_sync", counting_async_to_sync)
     return layer
 
 
