@@ -82,6 +82,22 @@ def vs_echo(ms: float) -> str:
     return f"{ms * 1000 / REFS['echo_us']:.0f}× echo RTT"
 
 
+async def in_thread(function, *args):
+    """`asyncio.to_thread`, then the thread's database connection goes back to the pool: the executor's threads
+    outlive the call, and each would otherwise hold a pooled connection for the rest of the run (an A/B of ten
+    runs exhausted the pool)."""
+
+    def call():
+        from django.db import connections
+
+        try:
+            return function(*args)
+        finally:
+            connections.close_all()
+
+    return await asyncio.to_thread(call)
+
+
 # --- Setup ------------------------------------------------------------------------------------------------
 
 
@@ -472,7 +488,7 @@ async def b1_hold(servers: Servers, agents: list[dict], profile: dict, arrivals:
 
 async def b2_storm(servers: Servers, desks: list[Desk], agents: list[dict], arrivals: Arrivals) -> list[Desk]:
     """A deploy: Daphne restarts (every socket drops) and all desks reconnect within 5 s."""
-    await asyncio.to_thread(servers.restart_daphne)
+    await in_thread(servers.restart_daphne)
     await asyncio.gather(*(desk.close() for desk in desks))
     fresh = [Desk(servers.port, agent, arrivals) for agent in agents]
     started = time.monotonic()
@@ -544,7 +560,7 @@ async def b3_push(desks_agents: list[dict], rate: float, seconds: float, arrival
     since = time.monotonic()
     procs, files, _ = start_drivers(ids, rate, seconds, f"b3-{rate}")
     for proc in procs:
-        await asyncio.to_thread(proc.wait)
+        await in_thread(proc.wait)
     await asyncio.sleep(2)  # stragglers
     changes = read_driver(files)
     matched = match_cards(changes, arrivals, since)
@@ -581,7 +597,7 @@ async def b4_expiry(agents: list[dict], count: int, load_rate: float, arrivals: 
         picked = [conversations[n % len(conversations)] for n in range(count)]
         return [pr.pk for pr in create_requests(picked, status="sent", prefix="EXP")]
 
-    ids = await asyncio.to_thread(make)
+    ids = await in_thread(make)
     lead = 3.0 + count / 5000
     deadline_wall = timezone.now() + timedelta(seconds=lead)
     deadline_mono = time.monotonic() + lead
@@ -589,7 +605,7 @@ async def b4_expiry(agents: list[dict], count: int, load_rate: float, arrivals: 
     def set_deadline() -> None:
         PaymentRequest.objects.filter(pk__in=ids).update(click_deadline=deadline_wall)
 
-    await asyncio.to_thread(set_deadline)
+    await in_thread(set_deadline)
     drivers = []
     if load_rate:
         drivers, files, _ = start_drivers(
@@ -607,7 +623,7 @@ async def b4_expiry(agents: list[dict], count: int, load_rate: float, arrivals: 
                 first_expired[pk] = at
         scanned = len(cards)
     for proc in drivers:
-        await asyncio.to_thread(proc.wait)
+        await in_thread(proc.wait)
 
     def closed_lateness() -> tuple[list[float], int]:
         rows = PaymentRequest.objects.filter(pk__in=ids).values_list("status", "closed_at")
@@ -616,7 +632,7 @@ async def b4_expiry(agents: list[dict], count: int, load_rate: float, arrivals: 
         ]
         return late, sum(1 for status, _ in rows if status != "expired")
 
-    db_late, not_expired = await asyncio.to_thread(closed_lateness)
+    db_late, not_expired = await in_thread(closed_lateness)
     lateness = [(at - deadline_mono) * 1000 for at in first_expired.values()]
     missing = len(wanted) - len(first_expired)
     last = max(lateness, default=float("nan")) / 1000
@@ -648,7 +664,7 @@ async def b5_webhooks(servers: Servers, agents: list[dict], profile: dict) -> No
         picked = [conversations[n % len(conversations)] for n in range(wanted)]
         return [pr.pk for pr in create_requests(picked, status="clicked", prefix="HOOK")]
 
-    ids = await asyncio.to_thread(make)
+    ids = await in_thread(make)
     rng = random.Random(7)
     fresh = iter(ids)
     sent_bodies: list[bytes] = []
@@ -699,7 +715,7 @@ async def b5_webhooks(servers: Servers, agents: list[dict], profile: dict) -> No
                  .annotate(n=Count("pk")).filter(n__gt=1).count())  # fmt: skip
         return stored, twice
 
-    stored, twice = await asyncio.to_thread(check)
+    stored, twice = await in_thread(check)
     statuses = {k: closed_status.get(k, 0) + open_status.get(k, 0) for k in {*closed_status, *open_status}}
     say(f"B5 webhooks on {servers.http_server} (10 % duplicates, 5 % bad signatures): closed loop {rps:.0f} req/s "
         f"(16 connections, {rps / trivial_rps:.2f}× the trivial view's {trivial_rps:.0f} rps on the same server; "
@@ -728,10 +744,10 @@ async def b6_supervisor(servers: Servers, agents: list[dict], profile: dict) -> 
     from bench.supervisor_pages import page_urls, query_counts
     from payments.models import PaymentRequest
 
-    cookie = await asyncio.to_thread(supervisor_cookie)
-    pages = await asyncio.to_thread(page_urls)
-    counts = await asyncio.to_thread(query_counts, pages)
-    total = await asyncio.to_thread(PaymentRequest.objects.count)
+    cookie = await in_thread(supervisor_cookie)
+    pages = await in_thread(page_urls)
+    counts = await in_thread(query_counts, pages)
+    total = await in_thread(PaymentRequest.objects.count)
     rounds = profile["supervisor_rounds"]
     # Enough driver time for the rounds; the drivers stop by themselves.
     procs, _, start = start_drivers([a["request"] for a in agents], 200, 30 + rounds * 6, "b6")
@@ -750,7 +766,7 @@ async def b6_supervisor(servers: Servers, agents: list[dict], profile: dict) -> 
             assert status == 200, (url, status)
     for proc in procs:
         proc.terminate()
-        await asyncio.to_thread(proc.wait)
+        await in_thread(proc.wait)
     conn.close()
     anonymous.close()
     base = common.median(samples[next(iter(pages))])
@@ -773,7 +789,7 @@ async def socket_phase(servers: Servers, agents_all: list[dict], profile: dict, 
     for n in profile["hold"]:
         agents = agents_all[:n]
         if n != profile["hold"][0]:
-            await asyncio.to_thread(servers.restart_daphne)  # each size starts from a fresh process
+            await in_thread(servers.restart_daphne)  # each size starts from a fresh process
         desks = await b1_hold(servers, agents, profile, arrivals)
         if "B2" in only:
             desks = await b2_storm(servers, desks, agents, arrivals)
