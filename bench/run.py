@@ -8,9 +8,10 @@ DEBUG off, pinned to the server core; this process (the websocket client and HTT
 run on the other core. Everything is bounded in count and time and stops by itself.
 
 Scenarios: B1 hold, B2 connect storm (a Daphne restart), B3 push latency, B4 mass expiry, B5 webhooks,
-B6 supervisor pages under B3 load. Each figure is printed with its ratio to the reference probes taken at
-the start of the run (Redis PING ops/s, a Python loopback echo round trip, a trivial view's requests/s).
-Results also go to var/bench/results-<profile>.json.
+B6 supervisor pages under B3 load, and SOAK (not in the default set: `--only B1,SOAK`, an hour of held
+sockets with cards flowing, for the channel layer's memory growth). Each figure is printed with its ratio
+to the reference probes taken at the start of the run (Redis PING ops/s, a Python loopback echo round
+trip, a trivial view's requests/s). Results also go to var/bench/results-<profile>.json.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ PROFILES = {
         "webhook_open_rate": 500,
         "supervisor": (20_000, 100_000),
         "supervisor_rounds": 5,
+        "soak_minutes": 60,
+        "soak_rate": 20,
+        "soak_warmup_minutes": 10,
     },
     "full": {
         "hold": [1000, 2000, 5000],
@@ -62,6 +66,9 @@ PROFILES = {
         "webhook_open_rate": 500,
         "supervisor": (100_000, 500_000),
         "supervisor_rounds": 20,
+        "soak_minutes": 60,
+        "soak_rate": 20,
+        "soak_warmup_minutes": 10,
     },
 }
 PING_SECONDS = 25  # static/desk/realtime.js PING_MS
@@ -383,8 +390,9 @@ class Desk:
             pass
 
     async def _ping(self) -> None:
-        """Like realtime.js: a ping every 25 s with the card versions the page shows (the consumer re-checks
-        the user, re-joins its groups and sends again only the cards that are newer)."""
+        """Like realtime.js: a ping every 25 s with the card versions the page shows (the consumer re-joins its
+        groups, sends again only the cards that are newer, and re-reads the user every
+        DESK_ACCESS_RECHECK_SECONDS)."""
         await asyncio.sleep(random.uniform(0, PING_SECONDS))
         while True:
             try:
@@ -583,6 +591,43 @@ async def b3_push(desks_agents: list[dict], rate: float, seconds: float, arrival
         f"B3.{rate:.0f}", {"sockets": len(desks_agents), **result}
     )  # one socket count per run (push_sockets)
     return result
+
+
+async def soak(
+    servers: Servers, desks: list[Desk], desks_agents: list[dict], profile: dict, arrivals: Arrivals
+) -> None:
+    """The channel layer's soak: the held desks stay connected for `soak_minutes` while cards flow at
+    `soak_rate`/s; Daphne's RSS is sampled every minute, and its growth after the warm-up is the figure
+    (target < 5 %). Every card must still arrive, and every desk must still be open at the end."""
+    minutes, rate, warmup = profile["soak_minutes"], profile["soak_rate"], profile["soak_warmup_minutes"]
+    ids = [agent["request"] for agent in desks_agents]
+    since = time.monotonic()
+    procs, files, start = start_drivers(ids, rate, minutes * 60, "soak")
+    await asyncio.sleep(max(0.0, start - time.monotonic()))
+    samples = []
+    for minute in range(minutes + 1):
+        rss, _ = daphne_usage(servers.daphne.pid)
+        samples.append(rss)
+        if minute % 10 == 0:
+            say(f"   soak minute {minute}: Daphne RSS {rss / 2**20:.1f} MB")
+        if minute < minutes:
+            await asyncio.sleep(max(0.0, start + (minute + 1) * 60 - time.monotonic()))
+    for proc in procs:
+        await in_thread(proc.wait)
+    await asyncio.sleep(2)  # stragglers
+    matched = match_cards(read_driver(files), arrivals, since)
+    alive = sum(1 for desk in desks if desk.ws is not None and desk.ws.state.name == "OPEN")
+    warm, end = samples[warmup], samples[-1]
+    growth = (end - warm) / warm * 100
+    lc = matched["from_commit"]
+    say(f"SOAK {len(ids)} sockets for {minutes} min, {rate:g} changes/s: Daphne RSS {samples[0] / 2**20:.1f} MB at "
+        f"the start, {warm / 2**20:.1f} MB after {warmup} min of warm-up, {end / 2**20:.1f} MB at the end: "
+        f"{growth:+.1f} % after warm-up (target < 5 %); peak {max(samples) / 2**20:.1f} MB")  # fmt: skip
+    say(f"   {alive} of {len(desks)} desks still open; cards: {len(lc)} arrived, {matched['lost']} lost, {matched['out_of_order']} out of order; "
+        f"commit -> card {summary_ms(lc)}")  # fmt: skip
+    record(f"SOAK.{len(ids)}", {"minutes": minutes, "rate": rate, "rss_mb": [round(r / 2**20, 1) for r in samples],
+                                "growth_after_warmup_pct": growth, "lost": matched["lost"],
+                                "out_of_order": matched["out_of_order"], "p99_ms": pct(lc, 99), "alive": alive})  # fmt: skip
 
 
 async def b4_expiry(agents: list[dict], count: int, load_rate: float, arrivals: Arrivals) -> None:
@@ -800,6 +845,8 @@ async def socket_phase(servers: Servers, agents_all: list[dict], profile: dict, 
             if len(connected) < len(agents):
                 say(f"   (B3-B6 drive the {len(connected)} desks that are connected)")
             agents = connected or agents
+            if "SOAK" in only:
+                await soak(servers, desks, agents, profile, arrivals)
             if "B3" in only:
                 for rate in profile["push_rates"]:
                     await b3_push(agents, rate, profile["push_seconds"], arrivals)
@@ -886,6 +933,9 @@ def main() -> int:
     )
     parser.add_argument("--pairs", type=int, default=5, help="A/B pairs (default 5)")
     parser.add_argument(
+        "--soak-minutes", type=int, help="override SOAK's duration (60 min; 10 of them warm-up)"
+    )
+    parser.add_argument(
         "--webhook-seconds",
         type=float,
         help="override B5's duration (closed loop; the open loop sends 500/s for as long)",
@@ -894,6 +944,9 @@ def main() -> int:
     profile = dict(PROFILES[args.profile])
     if args.webhook_seconds:
         profile["webhook_seconds"] = args.webhook_seconds
+    if args.soak_minutes:
+        profile["soak_minutes"] = args.soak_minutes
+        profile["soak_warmup_minutes"] = min(profile["soak_warmup_minutes"], args.soak_minutes // 2)
     if args.hold:
         profile["hold"] = [int(n) for n in args.hold.split(",")]
         profile["push_sockets"] = min(profile["push_sockets"], max(profile["hold"]))

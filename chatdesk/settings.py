@@ -279,6 +279,10 @@ if LOGGING["root"]["level"] not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITIC
 # --- Desk ------------------------------------------------------------------------------------------------
 # Longest message body an agent or customer may send.
 DESK_MESSAGE_MAX_LENGTH = env.int("DESK_MESSAGE_MAX_LENGTH", default=4000)
+# An open desk socket re-reads its user, session and role at once when they change through the app (logout,
+# password, deactivation, groups: desk/signals.py), and at a ping at least this often for changes made behind
+# the app's back (raw SQL, an expired session). Between those, a ping costs at most one query (its cards).
+DESK_ACCESS_RECHECK_SECONDS = env.int("DESK_ACCESS_RECHECK_SECONDS", default=300)
 # Region used to read phone numbers typed without a country code.
 DESK_DEFAULT_PHONE_REGION = env.str("DESK_DEFAULT_PHONE_REGION", default="ZA").upper()
 if DESK_DEFAULT_PHONE_REGION not in phonenumbers.SUPPORTED_REGIONS:

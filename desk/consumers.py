@@ -6,11 +6,14 @@ browser ignores a late or duplicate push (static/desk/realtime.js).
 """
 
 import json
+import time
+from importlib import import_module
 from types import SimpleNamespace
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from django.contrib import auth
 from django.http import Http404
 from django.template.loader import render_to_string
@@ -98,12 +101,17 @@ class DeskConsumer(JsonObjectConsumer):
         if groups is None:
             await refuse(self)
             return
+        self.access_checked_at = time.monotonic()
         # Join before the snapshot so nothing that changes in between is missed.
         await self._join(groups)
         await self.accept()
         await self.send_snapshot()
 
     async def _join(self, groups: list[str]) -> None:
+        """Join `groups` (again: a Redis flush or `group_expiry` drops members silently, B10) and leave any
+        the user may no longer join."""
+        for group in set(self.groups_joined) - set(groups):
+            await self.channel_layer.group_discard(group, self.channel_name)
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
         self.groups_joined = groups
@@ -117,6 +125,7 @@ class DeskConsumer(JsonObjectConsumer):
             groups = [realtime.QUEUE_GROUP, realtime.agent_group(user.pk)]
         else:
             return None
+        groups.append(realtime.user_group(user.pk))
         raw_id = self.scope["url_route"]["kwargs"].get("conversation_id")
         if raw_id is not None:
             try:
@@ -131,48 +140,86 @@ class DeskConsumer(JsonObjectConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
-        """The only message a client sends is a ping: re-check the user, re-join groups (B10, C41) and send
+        """The only message a client sends is a ping (every 25 s): re-join the groups (B10, C35) and send
         again any payment card newer than the versions the ping says the page shows, so a push the
-        at-most-once channel layer lost is made good within one ping interval."""
+        at-most-once channel layer lost is made good within one ping interval. The user, session and role
+        are re-read only every DESK_ACCESS_RECHECK_SECONDS (C41): changes made through the app reach the
+        socket at once (`access_changed`), so an idle desk's ping costs one query, or none on a list page."""
         if content.get("type") != "ping":
             return
-        recheck = await self._recheck(_card_versions(content.get("cards")))
-        if recheck is None:
-            await self.close(code=CLOSE_FORBIDDEN)
-            return
-        groups, stale_card_ops = recheck
+        known = _card_versions(content.get("cards"))
+        if time.monotonic() - self.access_checked_at >= settings.DESK_ACCESS_RECHECK_SECONDS:
+            recheck = await self._recheck_access(known)
+            if recheck is None:
+                await self.close(code=CLOSE_FORBIDDEN)
+                return
+            groups, stale_card_ops = recheck
+        else:
+            groups = self.groups_joined
+            stale_card_ops = await self._stale_card_ops(known) if self.conversation_id is not None else []
         await self._join(groups)
         for op in stale_card_ops:
             await self.send_json(op)
         await self.send_json({"op": "pong"})
 
+    async def access_changed(self, event):
+        """The user logged out, changed password, lost or gained a role, or was deactivated (signals.py)."""
+        if event["ended_session_key"] is not None and event["ended_session_key"] == self._session_key():
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        recheck = await self._recheck_access(None)
+        if recheck is None:
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        await self._join(recheck[0])
+
+    def _session_key(self) -> str | None:
+        return self.scope["session"].session_key
+
     @database_sync_to_async
-    def _recheck(self, known: dict[int, int]) -> tuple[list[str], list[dict]] | None:
-        """A ping's database work in one trip to the database thread, which every socket of the process
-        shares (at 25 s pings that is 40 trips a second per 1,000 desks): the user as the session says now
-        (logged out, deactivated or password changed since?), the groups they may still join, and the cards
-        newer than the page shows. None if they may no longer see this page."""
-        self.user = self.scope["user"] = auth.get_user(SimpleNamespace(session=self.scope["session"]))
+    def _recheck_access(self, known: dict[int, int] | None) -> tuple[list[str], list[dict]] | None:
+        """Who is asking, as the session store says now (logged out, expired, deactivated or password
+        changed since?), the groups they may still join and, for a ping (`known`), the cards newer than
+        the page shows, in one trip to the database thread that every socket of the process shares. None
+        if they may no longer see this page."""
+        session = import_module(settings.SESSION_ENGINE).SessionStore(self._session_key())
+        self.user = self.scope["user"] = auth.get_user(SimpleNamespace(session=session))
         groups = self._groups_for_user()
         if groups is None:
             return None
-        if self.conversation_id is None:
+        self.access_checked_at = time.monotonic()
+        if known is None or self.conversation_id is None:
             return groups, []
-        stale = payments_realtime.stale_card_ops(self.conversation_id, known, user=self.user, viewer="agent")
-        return groups, stale
+        return groups, self._stale_card_ops_now(known)
+
+    def _stale_card_ops_now(self, known: dict[int, int]) -> list[dict]:
+        return payments_realtime.stale_card_ops(self.conversation_id, known, user=self.user, viewer="agent")
+
+    _stale_card_ops = database_sync_to_async(_stale_card_ops_now)
 
     async def send_snapshot(self):
         await self.send_json({"op": "refresh", "target": "conversation-list"})
         if self.conversation_id is not None:
-            for op in await self._conversation_ops(with_transcript=True):
+            for op in await self._open_conversation_ops(with_transcript=True):
                 await self.send_json(op)
 
+    async def _open_conversation_ops(self, *, with_transcript: bool) -> list[dict]:
+        """The open conversation's ops; if the user may no longer see it (e.g. another agent took it), the
+        socket leaves its group at once and the page reloads to learn what it may show."""
+        ops = await self._conversation_ops(with_transcript=with_transcript)
+        if ops is None:
+            left = realtime.conversation_group(self.conversation_id)
+            self.conversation_id = None
+            await self._join([group for group in self.groups_joined if group != left])
+            return [{"op": "refresh", "target": "conversation-pane"}]
+        return ops
+
     @database_sync_to_async
-    def _conversation_ops(self, *, with_transcript: bool) -> list[dict]:
+    def _conversation_ops(self, *, with_transcript: bool) -> list[dict] | None:
         try:
             conversation = access.get_conversation_for_viewer(self.user, self.conversation_id)
         except Http404:
-            return [{"op": "refresh", "target": "conversation-pane"}]  # e.g. another agent took it
+            return None
         return _conversation_ops(
             conversation, viewer="agent", user=self.user, with_transcript=with_transcript
         )
@@ -197,7 +244,7 @@ class DeskConsumer(JsonObjectConsumer):
     async def conversation_changed(self, event):
         await self.send_json({"op": "refresh", "target": "conversation-list"})
         if event["conversation_id"] == self.conversation_id:
-            for op in await self._conversation_ops(with_transcript=False):
+            for op in await self._open_conversation_ops(with_transcript=False):
                 await self.send_json(op)
 
     async def message_created(self, event):

@@ -21,6 +21,11 @@ def conversation_group(conversation_id: int) -> str:
     return f"desk.conversation.{conversation_id}"
 
 
+def user_group(user_id: int) -> str:
+    """Every desk socket of one user, agent or supervisor: told when their access changes."""
+    return f"desk.user.{user_id}"
+
+
 def send_to_groups_rollback_unsafe(groups: list[str], event: dict) -> None:
     """Send now, whatever happens to the current transaction. Use `publish_on_commit` instead."""
     layer = get_channel_layer()
@@ -58,4 +63,12 @@ def publish_message_created(message) -> None:
     publish_on_commit(
         groups,
         {"type": "message.created", "conversation_id": conversation.pk, "message_id": message.pk},
+    )
+
+
+def publish_access_changed(user_id: int, *, ended_session_key: str | None = None) -> None:
+    """Tell the user's open desks to re-read who they are now (signals.py). A logout names the session it
+    ends: that session's desks close at once, since the hint can arrive before the session row is deleted."""
+    publish_on_commit(
+        [user_group(user_id)], {"type": "access.changed", "ended_session_key": ended_session_key}
     )

@@ -1,11 +1,19 @@
 """The desk and customer websockets, against the real Redis channel layer and committed PostgreSQL data."""
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import Group
+from django.contrib.sessions.models import Session
+from django.db import transaction
+from django.test import Client
+from django.urls import reverse
 
 from chatdesk.asgi import application
-from desk import actions
+from desk import access, actions
+from desk.consumers import CLOSE_FORBIDDEN
 from tests.factories import AgentFactory, ConversationFactory, SupervisorFactory
 from tests.websockets import ORIGIN, assert_refused, connect, drain, handshake, receive_until, session_cookie
 
@@ -157,18 +165,41 @@ async def test_the_customer_socket_is_authorised_by_its_token_only():
     await socket.disconnect()
 
 
-async def test_a_ping_from_a_deactivated_user_closes_the_socket():
+async def closed(socket) -> bool:
+    """The server closed the socket (with or without a ping first), skipping ops sent before the close."""
+    async with asyncio.timeout(5):
+        while True:
+            output = await socket.receive_output(timeout=5)
+            if output["type"] == "websocket.close":
+                return output["code"] == CLOSE_FORBIDDEN
+
+
+async def still_open(socket) -> bool:
+    await socket.send_json_to({"type": "ping"})
+    return (await drain(socket))[-1:] == [{"op": "pong"}]
+
+
+def logged_in_client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+async def test_deactivating_a_user_through_the_app_closes_their_open_desk_at_once():
     alice = await database_sync_to_async(AgentFactory)()
     socket = await connect("/ws/desk/", await session_cookie(alice))
     await drain(socket)
 
-    await database_sync_to_async(type(alice).objects.filter(pk=alice.pk).update)(is_active=False)
-    await socket.send_json_to({"type": "ping"})
+    def deactivate():
+        alice.is_active = False
+        alice.save()
 
-    assert (await socket.receive_output(timeout=5))["type"] == "websocket.close"
+    await database_sync_to_async(deactivate)()
+
+    assert await closed(socket)
 
 
-async def test_a_ping_after_the_password_changed_elsewhere_closes_the_socket():
+async def test_a_password_change_elsewhere_closes_the_open_desk_at_once():
     """Changing the password signs out every other session (Django's session hash), open desks included."""
     alice = await database_sync_to_async(AgentFactory)()
     socket = await connect("/ws/desk/", await session_cookie(alice))
@@ -179,19 +210,127 @@ async def test_a_ping_after_the_password_changed_elsewhere_closes_the_socket():
         alice.save()
 
     await database_sync_to_async(change_password)()
+
+    assert await closed(socket)
+
+
+async def test_logging_out_closes_that_sessions_desk_and_leaves_the_users_other_sessions_open():
+    alice = await database_sync_to_async(AgentFactory)()
+    laptop, phone = await database_sync_to_async(lambda: (logged_in_client(alice), logged_in_client(alice)))()
+    laptop_socket = await connect(
+        "/ws/desk/", (b"cookie", f"sessionid={laptop.cookies['sessionid'].value}".encode())
+    )
+    phone_socket = await connect(
+        "/ws/desk/", (b"cookie", f"sessionid={phone.cookies['sessionid'].value}".encode())
+    )
+    await drain(laptop_socket)
+    await drain(phone_socket)
+    try:
+        response = await database_sync_to_async(laptop.post)(reverse("logout"))
+        assert response.status_code == 302
+
+        assert await closed(laptop_socket)
+        assert await still_open(phone_socket)
+    finally:
+        await phone_socket.disconnect()
+
+
+async def test_losing_the_agent_role_closes_the_open_desk_at_once():
+    alice = await database_sync_to_async(AgentFactory)()
+    socket = await connect("/ws/desk/", await session_cookie(alice))
+    await drain(socket)
+
+    await database_sync_to_async(lambda: Group.objects.get(name=access.AGENTS_GROUP).user_set.remove(alice))()
+
+    assert await closed(socket)
+
+
+async def test_a_supervisor_made_an_agent_stops_receiving_every_conversation_at_once():
+    sam = await database_sync_to_async(SupervisorFactory)()
+    someone_elses = await database_sync_to_async(
+        lambda: ConversationFactory(status="open", assigned_agent=AgentFactory())
+    )()
+    socket = await connect("/ws/desk/", await session_cookie(sam))
+    await drain(socket)
+
+    @transaction.atomic
+    def demote():
+        sam.groups.add(Group.objects.get_or_create(name=access.AGENTS_GROUP)[0])
+        sam.groups.remove(Group.objects.get(name=access.SUPERVISORS_GROUP))
+
+    await database_sync_to_async(demote)()
+    await drain(socket)
+    await database_sync_to_async(actions.receive_customer_message)(someone_elses.pk, body="not for sam now")
+
+    try:
+        assert await drain(socket) == []
+        assert await still_open(socket)
+    finally:
+        await socket.disconnect()
+
+
+async def test_an_agent_whose_open_conversation_is_taken_stops_receiving_its_messages_at_once():
+    alice, bob = await database_sync_to_async(lambda: (AgentFactory(), AgentFactory()))()
+    conversation = await database_sync_to_async(ConversationFactory)(status="pending", assigned_agent=None)
+    socket = await connect(f"/ws/desk/conversations/{conversation.pk}/", await session_cookie(alice))
+    await drain(socket)
+
+    await database_sync_to_async(actions.accept_conversation)(conversation.pk, agent=bob)
+    taken = await drain(socket)
+    await database_sync_to_async(actions.receive_customer_message)(conversation.pk, body="for bob only")
+
+    try:
+        assert {"op": "refresh", "target": "conversation-pane"} in taken
+        assert await drain(socket) == []
+    finally:
+        await socket.disconnect()
+
+
+@pytest.mark.parametrize(
+    "behind_the_apps_back",
+    [
+        pytest.param(
+            lambda user: type(user).objects.filter(pk=user.pk).update(is_active=False), id="deactivated"
+        ),
+        pytest.param(lambda user: Session.objects.all().delete(), id="session-deleted"),
+    ],
+)
+async def test_a_change_made_behind_the_apps_back_closes_the_desk_at_the_periodic_recheck(
+    behind_the_apps_back, settings
+):
+    """Raw SQL and expired sessions send no hint: a ping re-reads the session and user when the recheck
+    interval has passed (here at once)."""
+    settings.DESK_ACCESS_RECHECK_SECONDS = 0
+    alice = await database_sync_to_async(AgentFactory)()
+    socket = await connect("/ws/desk/", await session_cookie(alice))
+    await drain(socket)
+
+    await database_sync_to_async(behind_the_apps_back)(alice)
     await socket.send_json_to({"type": "ping"})
 
-    assert (await socket.receive_output(timeout=5))["type"] == "websocket.close"
+    assert await closed(socket)
 
 
-async def test_a_ping_is_one_trip_to_the_shared_database_thread(monkeypatch):
+@pytest.mark.parametrize(
+    ("page", "recheck_due", "most_trips"),
+    [
+        ("conversation", False, 1),  # the card versions
+        ("list", False, 0),
+        ("conversation", True, 1),  # the session, user, role and card versions together
+    ],
+)
+async def test_a_ping_costs_at_most_one_trip_to_the_shared_database_thread(
+    page, recheck_due, most_trips, settings, monkeypatch
+):
     """Every socket of a process queues its database work on one thread, so an idle desk's ping (every
-    25 s) must cost one trip there, not one per check (docs/performance.md, B1 idle CPU)."""
+    25 s) must cost at most one trip there, and none on a list page (docs/performance.md, B1 idle CPU)."""
     from channels.db import DatabaseSyncToAsync
 
+    settings.DESK_ACCESS_RECHECK_SECONDS = 0 if recheck_due else 300
     alice = await database_sync_to_async(AgentFactory)()
     conversation = await database_sync_to_async(ConversationFactory)(status="open", assigned_agent=alice)
-    socket = await connect(f"/ws/desk/conversations/{conversation.pk}/", await session_cookie(alice))
+    path = f"/ws/desk/conversations/{conversation.pk}/" if page == "conversation" else "/ws/desk/"
+    socket = await connect(path, await session_cookie(alice))
     await drain(socket)
     trips = []
     real_call = DatabaseSyncToAsync.__call__
@@ -208,7 +347,7 @@ async def test_a_ping_is_one_trip_to_the_shared_database_thread(monkeypatch):
         await socket.disconnect()
 
     assert ops[-1] == {"op": "pong"}
-    assert len(trips) <= 1
+    assert len(trips) <= most_trips
 
 
 async def test_a_ping_resends_the_cards_newer_than_the_page_shows_before_its_pong():
