@@ -4,6 +4,8 @@ The channel layer is at-most-once, so a push is a hint: consumers re-read the ro
 state, and pages re-read everything they show on every (re)connect.
 """
 
+from collections.abc import Iterable
+
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -66,9 +68,9 @@ def publish_message_created(message) -> None:
     )
 
 
-def publish_access_changed(user_id: int, *, ended_session_key: str | None = None) -> None:
-    """Tell the user's open desks to re-read who they are now (signals.py). A logout names the session it
-    ends: that session's desks close at once, since the hint can arrive before the session row is deleted."""
-    publish_on_commit(
-        [user_group(user_id)], {"type": "access.changed", "ended_session_key": ended_session_key}
-    )
+def publish_access_changed(user_ids: Iterable[int], *, ended_session_key: str | None = None) -> None:
+    """Tell the users' open desks to re-read who they are now (signals.py), in one send per commit. A logout
+    names the session it ends: that session's desks close at once, since the hint can arrive before the
+    session row is deleted."""
+    if groups := [user_group(user_id) for user_id in user_ids]:
+        publish_on_commit(groups, {"type": "access.changed", "ended_session_key": ended_session_key})

@@ -19,19 +19,19 @@ User = get_user_model()
 @receiver(user_logged_out, dispatch_uid="desk.access.logged_out")
 def logged_out(sender, request, user, **kwargs):
     if user is not None:
-        realtime.publish_access_changed(user.pk, ended_session_key=request.session.session_key)
+        realtime.publish_access_changed([user.pk], ended_session_key=request.session.session_key)
 
 
 @receiver(post_save, sender=User, dispatch_uid="desk.access.user_saved")
 def user_saved(sender, instance, created, update_fields=None, **kwargs):
     """Any save may change the password or `is_active`; a login only stamps `last_login`."""
     if not created and set(update_fields or ()) != {"last_login"}:
-        realtime.publish_access_changed(instance.pk)
+        realtime.publish_access_changed([instance.pk])
 
 
 @receiver(post_delete, sender=User, dispatch_uid="desk.access.user_deleted")
 def user_deleted(sender, instance, **kwargs):
-    realtime.publish_access_changed(instance.pk)
+    realtime.publish_access_changed([instance.pk])
 
 
 @receiver(m2m_changed, sender=User.groups.through, dispatch_uid="desk.access.groups_changed")
@@ -48,12 +48,10 @@ def groups_changed(sender, instance, action, reverse, pk_set, **kwargs):
         user_ids = getattr(instance, "_desk_cleared_user_ids", [])
     else:
         user_ids = pk_set or ()
-    for user_id in user_ids:
-        realtime.publish_access_changed(user_id)
+    realtime.publish_access_changed(user_ids)
 
 
 @receiver(pre_delete, sender="auth.Group", dispatch_uid="desk.access.group_deleted")
 def group_deleted(sender, instance, **kwargs):
     """Deleting a role takes it from every member (their rows in the join table go without a signal)."""
-    for user_id in instance.user_set.values_list("pk", flat=True):
-        realtime.publish_access_changed(user_id)
+    realtime.publish_access_changed(list(instance.user_set.values_list("pk", flat=True)))
