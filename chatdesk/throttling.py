@@ -15,6 +15,7 @@ process because they live in Redis:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
 from types import SimpleNamespace
 
@@ -89,6 +90,19 @@ def scope_as_request(scope) -> SimpleNamespace:
             if name.lower() == wanted:
                 meta[key] = value.decode("latin-1").split(",")[0].strip()
     return SimpleNamespace(method="GET", META=meta, user=None)
+
+
+def admit_socket_token(scope, find: Callable[[str], int | None]) -> int | None:
+    """`limit_token_guessing` for a websocket: the id that the token in the socket's URL opens, or None to
+    refuse the socket (a refused socket is an answer too, so a miss counts). Sync, so that a consumer makes
+    the lookup and the limit one trip to the database thread."""
+    client = scope_as_request(scope)
+    if token_guessing_blocked(client):
+        return None
+    found = find(scope["url_route"]["kwargs"]["token"])
+    if found is None:
+        count_unknown_token(client)
+    return found
 
 
 # --- Chat starts --------------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ import time
 from importlib import import_module
 from types import SimpleNamespace
 
-from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib import auth
@@ -29,7 +30,22 @@ CLOSE_FORBIDDEN = 4403
 
 class JsonObjectConsumer(AsyncJsonWebsocketConsumer):
     """Takes only JSON objects from clients: any other frame (broken JSON, a list, a string, binary) is
-    ignored, where the base class would raise and drop the socket (and log a server error) on every one."""
+    ignored, where the base class would raise and drop the socket (and log a server error) on every one.
+
+    Channels (4.2+) also runs `close_old_connections` on the sync thread before every handler and after a
+    disconnect: a trip per message per socket, on the one thread every socket of the process shares, even
+    for a hint that only says "refresh the list" to every agent. Here every database step goes through
+    `database_sync_to_async`, which closes old connections around itself, so those trips are skipped."""
+
+    async def dispatch(self, message):
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message):
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         try:
@@ -94,16 +110,16 @@ class DeskConsumer(JsonObjectConsumer):
     viewer = "agent"
 
     async def connect(self):
-        self.user = self.scope["user"]
+        """Who is asking and what they may join, in one trip to the database thread; a list page's
+        snapshot needs no other, an open conversation's one more (after the join)."""
         self.conversation_id = None
         self.groups_joined: list[str] = []
-        groups = await database_sync_to_async(self._groups_for_user)()
-        if groups is None:
+        checked = await self._check_access(None)
+        if checked is None:
             await refuse(self)
             return
-        self.access_checked_at = time.monotonic()
         # Join before the snapshot so nothing that changes in between is missed.
-        await self._join(groups)
+        await self._join(checked[0])
         await self.accept()
         await self.send_snapshot()
 
@@ -149,11 +165,11 @@ class DeskConsumer(JsonObjectConsumer):
             return
         known = _card_versions(content.get("cards"))
         if time.monotonic() - self.access_checked_at >= settings.DESK_ACCESS_RECHECK_SECONDS:
-            recheck = await self._recheck_access(known)
-            if recheck is None:
+            checked = await self._check_access(known)
+            if checked is None:
                 await self.close(code=CLOSE_FORBIDDEN)
                 return
-            groups, stale_card_ops = recheck
+            groups, stale_card_ops = checked
         else:
             groups = self.groups_joined
             stale_card_ops = await self._stale_card_ops(known) if self.conversation_id is not None else []
@@ -167,23 +183,23 @@ class DeskConsumer(JsonObjectConsumer):
         if event["ended_session_key"] is not None and event["ended_session_key"] == self._session_key():
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        recheck = await self._recheck_access(None)
-        if recheck is None:
+        checked = await self._check_access(None)
+        if checked is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        await self._join(recheck[0])
+        await self._join(checked[0])
 
     def _session_key(self) -> str | None:
         return self.scope["session"].session_key
 
     @database_sync_to_async
-    def _recheck_access(self, known: dict[int, int] | None) -> tuple[list[str], list[dict]] | None:
-        """Who is asking, as the session store says now (logged out, expired, deactivated or password
-        changed since?), the groups they may still join and, for a ping (`known`), the cards newer than
+    def _check_access(self, known: dict[int, int] | None) -> tuple[list[str], list[dict]] | None:
+        """Who is asking, as the session store says now (at connect; or logged out, expired, deactivated or
+        password changed since?), the groups they may join and, for a ping (`known`), the cards newer than
         the page shows, in one trip to the database thread that every socket of the process shares. None
-        if they may no longer see this page."""
+        if they may not see this page."""
         session = import_module(settings.SESSION_ENGINE).SessionStore(self._session_key())
-        self.user = self.scope["user"] = auth.get_user(SimpleNamespace(session=session))
+        self.user = auth.get_user(SimpleNamespace(session=session))
         groups = self._groups_for_user()
         if groups is None:
             return None
@@ -279,18 +295,21 @@ class DeskConsumer(JsonObjectConsumer):
                 await self.send_json(op)
 
 
+def _customer_conversation_id(token: str) -> int | None:
+    try:
+        return access.get_conversation_for_customer(token).pk
+    except Http404:
+        return None
+
+
 class CustomerChatConsumer(JsonObjectConsumer):
     """The customer's own chat page, authorised by its unguessable token."""
 
     async def connect(self):
-        client = throttling.scope_as_request(self.scope)
-        # The same guess limit as /chat/<token>/: a refused socket is an answer too.
-        if await sync_to_async(throttling.token_guessing_blocked)(client):
-            await refuse(self)
-            return
-        self.conversation_id = await self._conversation_id()
+        self.conversation_id = await database_sync_to_async(throttling.admit_socket_token)(
+            self.scope, _customer_conversation_id
+        )
         if self.conversation_id is None:
-            await sync_to_async(throttling.count_unknown_token)(client)
             await refuse(self)
             return
         self.group = realtime.conversation_group(self.conversation_id)
@@ -298,13 +317,6 @@ class CustomerChatConsumer(JsonObjectConsumer):
         await self.accept()
         for op in await self._ops(with_transcript=True):
             await self.send_json(op)
-
-    @database_sync_to_async
-    def _conversation_id(self) -> int | None:
-        try:
-            return access.get_conversation_for_customer(self.scope["url_route"]["kwargs"]["token"]).pk
-        except Http404:
-            return None
 
     @database_sync_to_async
     def _ops(self, *, with_transcript: bool) -> list[dict]:

@@ -7,7 +7,6 @@ and realtime.js brings reconnects and version checks for free. Each (re)connect 
 
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
 from chatdesk import throttling
@@ -16,17 +15,18 @@ from desk.consumers import CLOSE_FORBIDDEN, JsonObjectConsumer
 from . import access, realtime
 
 
+def _payment_request_id(token: str) -> int | None:
+    payment_request = access.get_payment_request_for_customer(token)
+    return payment_request and payment_request.pk
+
+
 class PaymentPageConsumer(JsonObjectConsumer):
     async def connect(self) -> None:
         self.token = self.scope["url_route"]["kwargs"]["token"]
-        client = throttling.scope_as_request(self.scope)
-        # The same guess limit as /pay/<token>/: a refused socket is an answer too.
-        if await sync_to_async(throttling.token_guessing_blocked)(client):
-            await self.close(code=CLOSE_FORBIDDEN)
-            return
-        self.payment_request_id = await self._payment_request_id()
+        self.payment_request_id = await database_sync_to_async(throttling.admit_socket_token)(
+            self.scope, _payment_request_id
+        )
         if self.payment_request_id is None:
-            await sync_to_async(throttling.count_unknown_token)(client)
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.group = realtime.pay_page_group(self.payment_request_id)
@@ -34,11 +34,6 @@ class PaymentPageConsumer(JsonObjectConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self.send_json(await self._op())
-
-    @database_sync_to_async
-    def _payment_request_id(self) -> int | None:
-        payment_request = access.get_payment_request_for_customer(self.token)
-        return payment_request and payment_request.pk
 
     @database_sync_to_async
     def _op(self) -> dict:

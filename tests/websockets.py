@@ -1,7 +1,9 @@
 """Helpers for websocket tests against the real ASGI application and the real Redis channel layer."""
 
 import asyncio
+from contextlib import contextmanager
 
+from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
@@ -68,3 +70,20 @@ async def drain(communicator) -> list[dict]:
     while not await communicator.receive_nothing(timeout=0.3):
         ops.append(await communicator.receive_json_from())
     return ops
+
+
+@contextmanager
+def trips_to_the_sync_thread(monkeypatch):
+    """The sync calls made from async code while the block runs (`database_sync_to_async` and
+    `sync_to_async`): under Daphne they queue, one at a time, on the thread every socket of the process
+    shares, so each one a connect or a ping makes is latency for all of them (docs/performance.md, B1)."""
+    trips = []
+    real_call = SyncToAsync.__call__
+
+    async def counting_call(self, *args, **kwargs):
+        trips.append(self.func)
+        return await real_call(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SyncToAsync, "__call__", counting_call)
+        yield trips

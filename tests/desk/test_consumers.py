@@ -15,7 +15,16 @@ from chatdesk.asgi import application
 from desk import access, actions
 from desk.consumers import CLOSE_FORBIDDEN
 from tests.factories import AgentFactory, ConversationFactory, SupervisorFactory
-from tests.websockets import ORIGIN, assert_refused, connect, drain, handshake, receive_until, session_cookie
+from tests.websockets import (
+    ORIGIN,
+    assert_refused,
+    connect,
+    drain,
+    handshake,
+    receive_until,
+    session_cookie,
+    trips_to_the_sync_thread,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -324,7 +333,6 @@ async def test_a_ping_costs_at_most_one_trip_to_the_shared_database_thread(
 ):
     """Every socket of a process queues its database work on one thread, so an idle desk's ping (every
     25 s) must cost at most one trip there, and none on a list page (docs/performance.md, B1 idle CPU)."""
-    from channels.db import DatabaseSyncToAsync
 
     settings.DESK_ACCESS_RECHECK_SECONDS = 0 if recheck_due else 300
     alice = await database_sync_to_async(AgentFactory)()
@@ -332,17 +340,10 @@ async def test_a_ping_costs_at_most_one_trip_to_the_shared_database_thread(
     path = f"/ws/desk/conversations/{conversation.pk}/" if page == "conversation" else "/ws/desk/"
     socket = await connect(path, await session_cookie(alice))
     await drain(socket)
-    trips = []
-    real_call = DatabaseSyncToAsync.__call__
-
-    async def counting_call(self, *args, **kwargs):
-        trips.append(self.func)
-        return await real_call(self, *args, **kwargs)
-
-    monkeypatch.setattr(DatabaseSyncToAsync, "__call__", counting_call)
     try:
-        await socket.send_json_to({"type": "ping", "cards": {}})
-        ops = await drain(socket)
+        with trips_to_the_sync_thread(monkeypatch) as trips:
+            await socket.send_json_to({"type": "ping", "cards": {}})
+            ops = await drain(socket)
     finally:
         await socket.disconnect()
 
@@ -385,3 +386,34 @@ async def test_a_ping_resends_the_cards_newer_than_the_page_shows_before_its_pon
     assert 'data-status="expired"' in ops[0]["html"]
     assert up_to_date == [{"op": "pong"}]
     assert [op["op"] for op in malformed] == ["upsert", "pong"]
+
+
+@pytest.mark.parametrize(
+    ("page", "most_trips"),
+    [
+        ("list", 1),  # the session, user, role and groups
+        ("conversation", 2),  # and, after joining its group, the conversation's snapshot
+        ("customer chat", 2),  # the token and its guess limit, then the snapshot
+    ],
+)
+async def test_a_connect_costs_at_most_two_trips_to_the_shared_database_thread(page, most_trips, monkeypatch):
+    """A deploy reconnects every desk at once, and each trip of each connect queues behind all the others
+    (docs/performance.md, B1 and B2): who is asking and what they may join is one trip, not one for the
+    auth middleware and another for the groups, and a customer's socket spends none on a user it has not."""
+    alice = await database_sync_to_async(AgentFactory)()
+    conversation = await database_sync_to_async(ConversationFactory)(status="open", assigned_agent=alice)
+    path, headers = {
+        "list": ("/ws/desk/", [await session_cookie(alice)]),
+        "conversation": (f"/ws/desk/conversations/{conversation.pk}/", [await session_cookie(alice)]),
+        "customer chat": (f"/ws/chat/{conversation.customer_token}/", []),
+    }[page]
+
+    with trips_to_the_sync_thread(monkeypatch) as trips:
+        socket = await connect(path, *headers)
+        try:
+            ops = await drain(socket)
+        finally:
+            await socket.disconnect()
+
+    assert ops, "the snapshot"
+    assert len(trips) <= most_trips, trips

@@ -19,7 +19,7 @@ from payments import actions, tasks
 from payments.lifecycle import Status
 from tests.factories import AgentFactory, ConversationFactory, SupervisorFactory
 from tests.payments.conftest import make_request, send, token_of
-from tests.websockets import ORIGIN, connect, drain, handshake, session_cookie
+from tests.websockets import ORIGIN, connect, drain, handshake, session_cookie, trips_to_the_sync_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -150,6 +150,24 @@ async def test_the_pay_page_notices_a_cancel_without_a_reload(people):
     assert "Payment link canceled" in op["html"]
     assert 'data-mode="canceled"' in op["html"]
     await pay_page.disconnect()
+
+
+async def test_a_pay_page_connect_costs_at_most_two_trips_to_the_shared_database_thread(people, monkeypatch):
+    """The token and its guess limit in one trip, the snapshot in another; none for a user the customer has
+    not (tests/desk/test_consumers.py has the desk's figures, and why they matter)."""
+    alice, conversation = people
+    payment_request = await database_sync_to_async(send)(conversation, alice)
+    token = await database_sync_to_async(token_of)(payment_request)
+
+    with trips_to_the_sync_thread(monkeypatch) as trips:
+        pay_page = await connect(f"/ws/pay/{token}/")
+        try:
+            snapshot = await pay_page.receive_json_from(timeout=5)
+        finally:
+            await pay_page.disconnect()
+
+    assert 'data-mode="sent"' in snapshot["html"]
+    assert len(trips) <= 2, trips
 
 
 async def test_a_reconnect_starts_from_the_current_cards(people):
