@@ -417,3 +417,23 @@ async def test_a_connect_costs_at_most_two_trips_to_the_shared_database_thread(p
 
     assert ops, "the snapshot"
     assert len(trips) <= most_trips, trips
+
+
+async def test_a_list_refresh_hint_costs_no_trip_to_the_shared_database_thread(monkeypatch):
+    """A new chat hints every agent's list at once: each socket only forwards "refresh", with no trip to the
+    thread all the process's sockets share (channels' per-message close_old_connections is skipped)."""
+    alice = await database_sync_to_async(AgentFactory)()
+    socket = await connect("/ws/desk/", await session_cookie(alice))
+    await drain(socket)
+    start_conversation = actions.start_conversation
+    try:
+        with trips_to_the_sync_thread(monkeypatch) as trips:
+            await database_sync_to_async(start_conversation)(
+                name="Thandi", phone="+27821234567", body="Hello"
+            )
+            ops = await drain(socket)
+    finally:
+        await socket.disconnect()
+
+    assert {"op": "refresh", "target": "conversation-list"} in ops
+    assert [trip for trip in trips if trip is not start_conversation] == []
