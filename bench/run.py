@@ -905,18 +905,23 @@ def ab_compare(agents: list[dict], profile: dict, only: set[str], setting: str, 
             os.environ[key] = side  # the B3 drivers publish from this environment
             runs[side].append(numeric_figures(run_servers(agents, profile, only, {key: side})))
     a, b = sides
-    figures = sorted(set.intersection(*(set(run) for side in sides for run in runs[side])))
     say(f"A/B {key}: A={a}, B={b}, {pairs} interleaved pairs, medians of each side")
+    record("ab", {"setting": key, "A": a, "B": b, "pairs": pairs, "figures": median_table(runs[a], runs[b])})
+
+
+def median_table(runs_a: list[dict[str, float]], runs_b: list[dict[str, float]]) -> dict[str, dict]:
+    """Print the median of every figure both sides have, per side, and B ÷ A; return them with every run's."""
+    figures = sorted(set.intersection(*(set(run) for run in runs_a + runs_b)))
     say(f"   {'figure':<40}{'A':>12}{'B':>12}{'B ÷ A':>9}")
     table = {}
     for figure in figures:
-        median_a = statistics.median(run[figure] for run in runs[a])
-        median_b = statistics.median(run[figure] for run in runs[b])
+        median_a = statistics.median(run[figure] for run in runs_a)
+        median_b = statistics.median(run[figure] for run in runs_b)
         ratio = median_b / median_a if median_a else float("nan")
         say(f"   {figure:<40}{median_a:>12.1f}{median_b:>12.1f}{ratio:>9.2f}")
-        table[figure] = {"A": median_a, "B": median_b, "runs_A": [r[figure] for r in runs[a]],
-                         "runs_B": [r[figure] for r in runs[b]]}  # fmt: skip
-    record("ab", {"setting": key, "A": a, "B": b, "pairs": pairs, "figures": table})
+        table[figure] = {"A": median_a, "B": median_b, "runs_A": [run[figure] for run in runs_a],
+                         "runs_B": [run[figure] for run in runs_b]}  # fmt: skip
+    return table
 
 
 def main() -> int:
