@@ -39,9 +39,10 @@ def main() -> int:
     parser.add_argument("a", type=Path, help="checkout of the revision before (A)")
     parser.add_argument("b", type=Path, help="checkout of the revision after (B)")
     parser.add_argument("--pairs", type=int, default=5)
-    parser.add_argument("bench_args", nargs=argparse.REMAINDER, help="after --: make bench's BENCH_ARGS")
-    args = parser.parse_args()
-    bench_args = [arg for arg in args.bench_args if arg != "--"]
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    bench_args = argv[split + 1 :]  # after --: make bench's BENCH_ARGS
     kept = LOG_DIR / "revisions"
     kept.mkdir(parents=True, exist_ok=True)
     sides = {"A": args.a.resolve(), "B": args.b.resolve()}
