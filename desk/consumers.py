@@ -1,8 +1,9 @@
 """Websocket consumers for the agent/supervisor desk and the customer's web chat.
 
-Pushes are hints: each handler re-reads the row and renders the same partial the page uses, and every
-(re)connect starts with a snapshot of what the page shows. Every element carries a version, so the
-browser ignores a late or duplicate push (static/desk/realtime.js).
+Pushes are hints: each handler re-reads the row and renders the same partial the page uses (payment cards
+arrive rendered by the change itself, `payments.realtime.card_hint`), and every (re)connect starts with a
+snapshot of what the page shows. Every element carries a version, so the browser ignores a late or duplicate
+push (static/desk/realtime.js).
 """
 
 import json
@@ -247,16 +248,6 @@ class DeskConsumer(JsonObjectConsumer):
         )
         return message and _message_op(message, viewer="agent", user=self.user)
 
-    @database_sync_to_async
-    def _payment_card_op(self, payment_request_id: int) -> dict | None:
-        return payments_realtime.card_op(payment_request_id, user=self.user, viewer="agent")
-
-    @database_sync_to_async
-    def _payment_card_ops(self, payment_request_ids: list[int]) -> list[dict]:
-        return payments_realtime.card_ops(
-            self.conversation_id, payment_request_ids, user=self.user, viewer="agent"
-        )
-
     async def conversation_changed(self, event):
         await self.send_json({"op": "refresh", "target": "conversation-list"})
         if event["conversation_id"] == self.conversation_id:
@@ -270,29 +261,18 @@ class DeskConsumer(JsonObjectConsumer):
         ):
             await self.send_json(op)
 
-    async def payment_request_changed(self, event):
-        """A Chat 2 Pay card changed: re-render it (its version keeps a late push from rolling it back).
-        Supervisor pages re-read their transaction list (with its filters) and any open transaction."""
-        if self.is_supervisor:
-            await self.send_json({"op": "refresh", "target": "transactions"})
-            await self.send_json(
-                {"op": "refresh", "target": f"transaction-{event['payment_request_id']}-detail"}
-            )
-        if event["conversation_id"] == self.conversation_id and (
-            op := await self._payment_card_op(event["payment_request_id"])
-        ):
-            await self.send_json(op)
-
     async def payment_requests_changed(self, event):
-        """Several cards changed at once (the expiry sweep): one list refresh, and the open conversation's
-        cards re-read in one database step."""
+        """Chat 2 Pay cards changed (one, or the expiry sweep's batch). Supervisor pages re-read their
+        transaction list (with its filters) and any open transaction; the open conversation gets the cards
+        as the change rendered them, with no trip to the database thread (their versions keep a late push
+        from rolling a card back)."""
         if self.is_supervisor:
             await self.send_json({"op": "refresh", "target": "transactions"})
             for payment_request_id in event["payment_request_ids"]:
                 await self.send_json({"op": "refresh", "target": f"transaction-{payment_request_id}-detail"})
         if event["conversation_id"] is not None and event["conversation_id"] == self.conversation_id:
-            for op in await self._payment_card_ops(event["payment_request_ids"]):
-                await self.send_json(op)
+            for card in event["cards"]:
+                await self.send_json(payments_realtime.card_for_viewer(card, user=self.user))
 
 
 def _customer_conversation_id(token: str) -> int | None:
@@ -349,8 +329,5 @@ class CustomerChatConsumer(JsonObjectConsumer):
         if op := await self._message_op(event["message_id"]):
             await self.send_json(op)
 
-    async def payment_request_changed(self, event):
-        """Nothing to redraw: the customer's transcript shows the link as text; the pay page has its own."""
-
     async def payment_requests_changed(self, event):
-        """Nor for a batch."""
+        """Nothing to redraw: the customer's transcript shows the link as text; the pay page has its own."""

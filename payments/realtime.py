@@ -1,9 +1,12 @@
-"""Live pushes for payment requests: one typed hint per change, sent only after the transaction commits.
+"""Live pushes for payment requests: one typed hint per unit of work, sent only after the transaction commits.
 
 The hint goes to every page that can show the request: the conversation's pages (every agent tab and the
-supervisor's transcript), the supervisors' desks, and the customer's own /pay/<token>/ page. Consumers re-read
-the row and render the same partials the pages use (`card_op`, `pay_page_op`), so a late, duplicate or
-reordered hint is harmless: each element carries the request's version and the browser keeps the newest.
+supervisor's transcript), the supervisors' desks, and the customer's own /pay/<token>/ page. The
+conversation's pages get the card itself, rendered once by the process that made the change (`card_hint`):
+the websocket process forwards it, where it would otherwise re-read and render it once per open page on the
+one thread all its sockets share. The other pages re-read what they show (`pay_page_op`; the supervisors'
+htmx lists). A late, duplicate or reordered hint is harmless: each element carries the request's version and
+the browser keeps the newest, and a ping re-sends any card newer than the page shows (`stale_card_ops`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 from django.template.loader import render_to_string
 
 from chatdesk import event_loop
@@ -23,79 +28,41 @@ from . import lifecycle
 from .gateways import get_gateway
 from .models import BusinessProfile, PaymentRequest
 
+# The customer's pay page: one request's hint (it re-reads the request).
 EVENT_TYPE = "payment.request_changed"
-# Several requests changed in one unit of work (the expiry sweep's batch): one hint per page group, not one
-# per request, so a page with many cards due at once re-reads them in one database step.
+# The conversation's pages and the supervisors' desks: the requests one unit of work changed (one, or the
+# expiry sweep's batch), one hint per page group, so a page with many cards due gets them in one message.
 BATCH_EVENT_TYPE = "payment.requests_changed"
-SWEEP_SENDS_IN_FLIGHT = 16
+SENDS_IN_FLIGHT = 16
 
 
 def pay_page_group(payment_request_id: int) -> str:
     return f"payments.request.{payment_request_id}"
 
 
-def _groups_and_event(payment_request: PaymentRequest) -> tuple[list[str], dict]:
-    groups = [
-        desk_realtime.conversation_group(payment_request.conversation_id),
-        desk_realtime.SUPERVISORS_GROUP,
-        pay_page_group(payment_request.pk),
-    ]
-    event = {
-        "type": EVENT_TYPE,
-        "payment_request_id": payment_request.pk,
-        "conversation_id": payment_request.conversation_id,
-    }
-    return groups, event
-
-
 def publish_payment_request_changed(payment_request: PaymentRequest) -> None:
-    """Tell every page showing this request to re-read it, once the surrounding transaction commits."""
-    desk_realtime.publish_on_commit(*_groups_and_event(payment_request))
-
-
-def _batch_messages(payment_requests: list[PaymentRequest]) -> list[tuple[str, dict]]:
-    """(group, event) pairs for a batch: one hint per conversation, one for the supervisors, and the
-    customer's own pay page per request (each is a page of its own)."""
-    by_conversation: dict[int, list[int]] = defaultdict(list)
-    for payment_request in payment_requests:
-        by_conversation[payment_request.conversation_id].append(payment_request.pk)
-    messages = [
-        (
-            desk_realtime.conversation_group(conversation_id),
-            {"type": BATCH_EVENT_TYPE, "conversation_id": conversation_id, "payment_request_ids": ids},
-        )
-        for conversation_id, ids in by_conversation.items()
-    ]
-    messages.append(
-        (
-            desk_realtime.SUPERVISORS_GROUP,
-            {
-                "type": BATCH_EVENT_TYPE,
-                "conversation_id": None,
-                "payment_request_ids": [payment_request.pk for payment_request in payment_requests],
-            },
-        )
-    )
-    for payment_request in payment_requests:
-        _, event = _groups_and_event(payment_request)
-        messages.append((pay_page_group(payment_request.pk), event))
-    return messages
+    """Tell every page showing this request that it changed, once the surrounding transaction commits."""
+    _publish_on_commit([payment_request])
 
 
 def publish_payment_requests_changed(payment_requests: Iterable[PaymentRequest]) -> None:
     """The same for a batch (the expiry sweep): one commit hook, one event-loop hop, and the sends of the
     whole batch in flight together."""
-    messages = _batch_messages(list(payment_requests))
-    if len(messages) == 1:  # only the supervisors' hint: nothing changed
+    _publish_on_commit(list(payment_requests))
+
+
+def _publish_on_commit(payment_requests: list[PaymentRequest]) -> None:
+    if not payment_requests:
         return
 
     def send_all_rollback_unsafe() -> None:
+        messages = _messages(payment_requests)  # rendered after the commit: the cards show what it wrote
         layer = get_channel_layer()
 
         async def send() -> None:
             # A few sends in flight at once: each holds a Redis connection of the loop's pool, and opening a
             # thousand of them costs more than the overlap gains.
-            in_flight = asyncio.Semaphore(SWEEP_SENDS_IN_FLIGHT)
+            in_flight = asyncio.Semaphore(SENDS_IN_FLIGHT)
 
             async def send_one(group: str, event: dict) -> None:
                 async with in_flight:
@@ -108,20 +75,71 @@ def publish_payment_requests_changed(payment_requests: Iterable[PaymentRequest])
     transaction.on_commit(send_all_rollback_unsafe, robust=True)
 
 
+def _messages(payment_requests: list[PaymentRequest]) -> list[tuple[str, dict]]:
+    """(group, event) pairs: each conversation's pages get its changed cards, the supervisors the ids, and
+    each customer's pay page its own request's id."""
+    closed = [pr for pr in payment_requests if pr.effective_status() in lifecycle.CLOSED_STATUSES]
+    prefetch_related_objects(closed, "exceptions")  # a closed card says whether money is waiting: one query
+    by_conversation: dict[int, list[PaymentRequest]] = defaultdict(list)
+    for payment_request in payment_requests:
+        by_conversation[payment_request.conversation_id].append(payment_request)
+    messages = [
+        (
+            desk_realtime.conversation_group(conversation_id),
+            {
+                "type": BATCH_EVENT_TYPE,
+                "conversation_id": conversation_id,
+                "payment_request_ids": [pr.pk for pr in changed],
+                "cards": [card_hint(pr) for pr in changed],
+            },
+        )
+        for conversation_id, changed in by_conversation.items()
+    ]
+    messages.append(
+        (
+            desk_realtime.SUPERVISORS_GROUP,
+            {
+                "type": BATCH_EVENT_TYPE,
+                "conversation_id": None,
+                "payment_request_ids": [pr.pk for pr in payment_requests],
+            },
+        )
+    )
+    messages += [
+        (pay_page_group(pr.pk), {"type": EVENT_TYPE, "payment_request_id": pr.pk}) for pr in payment_requests
+    ]
+    return messages
+
+
 # --- Rendering shared by pages, htmx responses and consumers (sync; consumers use database_sync_to_async) ---
 
 
-def _card_upsert(payment_request: PaymentRequest, *, user, viewer: str) -> dict:
-    html = render_to_string(
+def _card_html(payment_request: PaymentRequest, *, user, viewer: str) -> str:
+    return render_to_string(
         "payments/_card.html#card", {"payment_request": payment_request, "user": user, "viewer": viewer}
     )
-    return {"op": "upsert", "html": html}
 
 
-def card_op(payment_request_id: int, *, user, viewer: str) -> dict | None:
-    """An upsert of the payment card as `user` sees it, or None if the request is gone."""
-    payment_request = PaymentRequest.objects.filter(pk=payment_request_id).first()
-    return payment_request and _card_upsert(payment_request, user=user, viewer=viewer)
+def _card_upsert(payment_request: PaymentRequest, *, user, viewer: str) -> dict:
+    return {"op": "upsert", "html": _card_html(payment_request, user=user, viewer=viewer)}
+
+
+def card_hint(payment_request: PaymentRequest) -> dict:
+    """The card as the desk pages show it, for the hint: `html` for every viewer, and `owner_html` for the
+    agent who sent it while they may still cancel it (the "Cancel payment" button is all that depends on who
+    looks; the card reads nothing of the viewer but their id)."""
+    html = _card_html(payment_request, user=None, viewer="agent")
+    if not payment_request.can_be_canceled:
+        return {"html": html, "owner_id": None, "owner_html": None}
+    owner = get_user_model()(pk=payment_request.agent_id)
+    owner_html = _card_html(payment_request, user=owner, viewer="agent")
+    return {"html": html, "owner_id": payment_request.agent_id, "owner_html": owner_html}
+
+
+def card_for_viewer(hint: dict, *, user) -> dict:
+    """The upsert a desk page of `user` gets from a card hint."""
+    is_owner = hint["owner_id"] is not None and hint["owner_id"] == user.pk
+    return {"op": "upsert", "html": hint["owner_html"] if is_owner else hint["html"]}
 
 
 def card_ops(conversation_id: int, payment_request_ids: Iterable[int], *, user, viewer: str) -> list[dict]:

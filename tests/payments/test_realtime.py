@@ -207,6 +207,49 @@ async def test_a_supervisor_watching_the_chat_sees_the_card_without_a_cancel_but
     await watching.disconnect()
 
 
+async def test_a_pushed_card_offers_cancel_to_the_agent_who_sent_it_and_to_no_one_else(people):
+    """The card arrives rendered by the change, once for all viewers: only its sender gets the button."""
+    alice, conversation = people
+    sam = await database_sync_to_async(SupervisorFactory)(username="sam")
+    page = f"/ws/desk/conversations/{conversation.pk}/"
+    alices_page = await connect(page, await session_cookie(alice))
+    sams_page = await connect(page, await session_cookie(sam))
+    await drain(alices_page)
+    await drain(sams_page)
+
+    payment_request = await database_sync_to_async(send)(conversation, alice)
+
+    alices_card = await next_card(alices_page, payment_request.pk)
+    sams_card = await next_card(sams_page, payment_request.pk)
+    assert card_status(alices_card, payment_request.pk) == ("sent", 1)
+    assert "Cancel payment" in alices_card
+    assert card_status(sams_card, payment_request.pk) == ("sent", 1)
+    assert "Cancel payment" not in sams_card
+    await alices_page.disconnect()
+    await sams_page.disconnect()
+
+
+async def test_a_pushed_card_costs_the_websocket_process_no_trip_to_its_database_thread(people, monkeypatch):
+    """200 changes a second to open conversations must not queue 200 re-reads and renders a second on the
+    thread every socket of the process shares: the card arrives rendered, and the socket forwards it."""
+    alice, conversation = people
+    payment_request = await database_sync_to_async(make_request)(
+        Status.CLICKED, agent=alice, conversation=conversation
+    )
+    page = await connect(f"/ws/desk/conversations/{conversation.pk}/", await session_cookie(alice))
+    await drain(page)
+    record_attempt = actions.record_payment_attempt
+    try:
+        with trips_to_the_sync_thread(monkeypatch) as trips:
+            await database_sync_to_async(record_attempt)(payment_request.pk, payment_method={"brand": "visa"})
+            html = await next_card(page, payment_request.pk)
+    finally:
+        await page.disconnect()
+
+    assert card_status(html, payment_request.pk) == ("clicked", 2)
+    assert [trip for trip in trips if trip is not record_attempt] == []
+
+
 async def test_other_agents_hear_nothing_and_unknown_pay_tokens_are_refused(people):
     alice, conversation = people
     bob = await database_sync_to_async(AgentFactory)(username="bob")

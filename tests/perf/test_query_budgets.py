@@ -30,10 +30,11 @@ BATCH = realtime.BATCH_EVENT_TYPE
 
 # Budgets (today's counts; lower them when a change makes a path cheaper).
 TRANSITION_QUERIES = 6  # lock, update, history insert, + the test transaction's savepoints
-CARD_RENDER_QUERIES = 1  # the consumer re-reads the row and renders the card
-# verify, inbox insert, lock, update, history, confirmation message, its conversation, and the integrations
-# outbox (api.outbox): which webhook endpoints subscribe to the event.
-WEBHOOK_QUERIES = 18
+CARD_RENDER_QUERIES = 1  # the publisher renders the changed cards: whether money waits on the closed ones
+# verify, inbox insert, lock, update, history, confirmation message, its conversation, the integrations
+# outbox (api.outbox): which webhook endpoints subscribe to the event; and the pushed card's money-waiting
+# note, read once by the webhook where each open page's socket used to read it.
+WEBHOOK_QUERIES = 19
 SWEEP_FIXED_QUERIES = 8  # per sweep: the two due-queries per batch, savepoints
 SWEEP_QUERIES_PER_REQUEST = 3  # update, history insert, outbox subscription lookup
 GROUPS_PER_CHANGE = 3  # the conversation's pages, the supervisors, the customer's pay page
@@ -44,10 +45,12 @@ class CountingLayer:
 
     def __init__(self) -> None:
         self.sends: list[tuple[str, str]] = []
+        self.events: list[tuple[str, dict]] = []
         self.hops = 0
 
     async def group_send(self, group: str, event: dict) -> None:
         self.sends.append((group, event["type"]))
+        self.events.append((group, event))
 
 
 @pytest.fixture
@@ -81,11 +84,20 @@ def test_a_transition_costs_a_few_queries_one_hop_and_one_send_per_group(
     assert layer.hops == 1
 
 
-def test_rendering_a_pushed_card_reads_one_row(alice):
-    payment_request = make_request(Status.CLICKED, agent=alice)
-    with CaptureQueriesContext(connection) as queries:
-        op = realtime.card_op(payment_request.pk, user=alice, viewer="agent")
-    assert f'id="{payment_request.dom_id}"' in op["html"]
+@pytest.mark.parametrize("changed", [1, 12])
+def test_the_cards_of_a_change_are_rendered_once_in_one_query_whatever_their_number(
+    layer, django_capture_on_commit_callbacks, alice, changed
+):
+    # Given `changed` paid requests of one conversation (closed: each card says whether money waits on it)
+    conversation = ConversationFactory()
+    requests = [make_request(Status.PAID, agent=alice, conversation=conversation) for _ in range(changed)]
+    # When one unit of work publishes them
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
+        realtime.publish_payment_requests_changed(requests)
+    # Then the conversation's pages get every card rendered, read in one query, not one per card or per page
+    (event,) = [event for group, event in layer.events if group == conversation_group(conversation.pk)]
+    cards = zip(requests, event["cards"], strict=True)
+    assert [card["html"].count(f'id="{pr.dom_id}"') for pr, card in cards] == [1] * changed
     assert len(queries) <= CARD_RENDER_QUERIES, [q["sql"] for q in queries]
 
 
