@@ -941,6 +941,11 @@ def main() -> int:
         "--soak-minutes", type=int, help="override SOAK's duration (60 min; 10 of them warm-up)"
     )
     parser.add_argument(
+        "--expiry",
+        metavar="COUNT:RATE,...",
+        help="override B4's runs: COUNT requests due at once, under RATE changes/s of B3 load (e.g. 10000:0,1000:200)",
+    )
+    parser.add_argument(
         "--webhook-seconds",
         type=float,
         help="override B5's duration (closed loop; the open loop sends 500/s for as long)",
@@ -949,6 +954,8 @@ def main() -> int:
     profile = dict(PROFILES[args.profile])
     if args.webhook_seconds:
         profile["webhook_seconds"] = args.webhook_seconds
+    if args.expiry:
+        profile["expiry"] = [tuple(int(n) for n in run.split(":")) for run in args.expiry.split(",")]
     if args.soak_minutes:
         profile["soak_minutes"] = args.soak_minutes
         profile["soak_warmup_minutes"] = min(profile["soak_warmup_minutes"], args.soak_minutes // 2)
