@@ -4,7 +4,7 @@
 
 Each scheduled change calls `payments.actions.record_payment_attempt` (clicked → clicked, a new version and
 a history row, published on commit exactly as the pay page's POST does). The commit time is taken when the
-first on-commit hook starts (the publish), by wrapping `desk.realtime.send_to_groups_rollback_unsafe`; the
+first on-commit hook starts (the publish), by wrapping every hook `transaction.on_commit` registers; the
 driver never sleeps to catch up, so a slow server shows up as latency from the scheduled time, not as a
 lower rate. One JSON line per change: scheduled, call, commit, sent (monotonic seconds), id, version.
 """
@@ -25,19 +25,23 @@ import django  # noqa: E402
 
 django.setup()
 
-from desk import realtime as desk_realtime  # noqa: E402
+from django.db import transaction  # noqa: E402
+
 from payments import actions  # noqa: E402
 
 _commit_at: list[float] = []
-_original_send = desk_realtime.send_to_groups_rollback_unsafe
+_on_commit = transaction.on_commit
 
 
-def _timed_send(groups, event):
-    _commit_at.append(time.monotonic())
-    _original_send(groups, event)
+def _timed_on_commit(func, using=None, robust=False):
+    def timed():
+        _commit_at.append(time.monotonic())
+        func()
+
+    _on_commit(timed, using=using, robust=robust)
 
 
-desk_realtime.send_to_groups_rollback_unsafe = _timed_send
+transaction.on_commit = _timed_on_commit
 
 
 def main() -> None:
