@@ -11,7 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from payments import actions, tasks
-from payments.lifecycle import Status
+from payments.lifecycle import Reason, Status
 from payments.models import PaymentEvent, SandboxCheckout
 from tests.payments.conftest import make_request, reload, send
 
@@ -42,7 +42,21 @@ def test_the_sweep_expires_exactly_the_due_requests(alice):
     assert (reload(due_sent).status, reload(due_clicked).status) == (Status.EXPIRED, Status.EXPIRED)
     assert (reload(not_yet).status, reload(clicked_in_time).status) == (Status.SENT, Status.CLICKED)
     assert [reload(pr).status for pr in closed] == ["paid", "canceled", "failed"]
-    assert reload(due_sent).events.get().actor_kind == "system"
+    # Each expired row is a new version, closed at the sweep's instant, with its own history row and reason
+    for before, reason in [
+        (due_sent, Reason.CLICK_WINDOW_PASSED),
+        (due_clicked, Reason.PAY_WINDOW_PASSED),
+    ]:
+        after = reload(before)
+        assert (after.version, after.closed_at, after.updated_at) == (before.version + 1, now, now)
+        event = after.events.get()
+        assert (event.from_status, event.to_status, event.reason, event.actor_kind, event.at) == (
+            before.status,
+            Status.EXPIRED,
+            reason,
+            "system",
+            now,
+        )
 
 
 def test_a_second_sweep_finds_nothing_to_do(alice):
