@@ -148,6 +148,10 @@ CHANNEL_LAYER_MAX_CONNECTIONS = env.int("CHANNEL_LAYER_MAX_CONNECTIONS", default
 CHANNEL_LAYER_HOSTS = [
     {"address": REDIS_URL, "socket_timeout": 15, "max_connections": CHANNEL_LAYER_MAX_CONNECTIONS}
 ]
+# Messages a web process's sockets may have waiting in Redis (channels_redis keeps one queue per process for
+# all its sockets); past it, sends are dropped and the pages catch up at their next ping, up to 25 s later.
+# A mass expiry sends one hint per open conversation at once: 10,000 due in one second overflowed 1,500 (B4).
+CHANNEL_LAYER_CAPACITY = env.int("CHANNEL_LAYER_CAPACITY", default=20000)
 # Which channels_redis layer carries the pushes: `redis` (RedisChannelLayer, lists per channel, the default)
 # or `redis-pubsub` (RedisPubSubChannelLayer: beta, at-most-once). Pushes are hints either way (the page
 # re-reads on reconnect and on every ping), so the choice is a question of speed and memory, measured with
@@ -159,7 +163,7 @@ if CHANNEL_LAYER == "redis":
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": CHANNEL_LAYER_HOSTS,
-                "capacity": 1500,
+                "capacity": CHANNEL_LAYER_CAPACITY,
                 "expiry": 30,
                 # Sockets re-join their groups on every client ping, well inside this window (B10).
                 "group_expiry": 86400,
@@ -451,6 +455,7 @@ for _name in (
     "SESSION_COOKIE_AGE",
     "DESK_MESSAGE_MAX_LENGTH",
     "CHANNEL_LAYER_MAX_CONNECTIONS",
+    "CHANNEL_LAYER_CAPACITY",
     "API_RATE_LIMIT_PER_MINUTE",
     "API_WEBHOOK_RETRY_HOURS",
     "CLICKATELL_SMS_MAX_SEGMENTS",
