@@ -165,9 +165,10 @@ if CHANNEL_LAYER == "redis":
                 "hosts": CHANNEL_LAYER_HOSTS,
                 "capacity": CHANNEL_LAYER_CAPACITY,
                 "expiry": 30,
-                # Sockets re-join their groups on every client ping (25 s; a hidden tab's timers may slow to one
-                # a minute), well inside this window (B10). A restarted process's sockets leave theirs within it,
-                # so sends stop filling its dead queue (up to CHANNEL_LAYER_CAPACITY) within 5 minutes, not 24 h.
+                # Sockets re-join their groups on every client ping (25 s; a hidden tab's timers may slow
+                # to one a minute), well inside this window (B10). A restarted process's sockets lapse
+                # within it, so sends stop filling its dead queue (up to CHANNEL_LAYER_CAPACITY) within
+                # 5 minutes, not 24 h.
                 "group_expiry": 300,
             },
         },
