@@ -1,0 +1,23 @@
+"""The web process as Daphne loads it (chatdesk/asgi.py)."""
+
+import os
+import subprocess
+import sys
+
+from django.conf import settings
+
+
+def test_the_web_process_keeps_its_loaded_app_out_of_every_later_collection():
+    """A full collection stops every socket of the process for as long as it scans; the loaded app is
+    frozen so that scan covers only what came after, and the young generation is collected every 10,000
+    allocations."""
+    script = (
+        "import gc, chatdesk.asgi; print(gc.get_freeze_count(), len(gc.get_objects()), *gc.get_threshold())"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "chatdesk.settings"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=settings.BASE_DIR, env=env, capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    frozen, still_scanned, young, middle, old = (int(n) for n in done.stdout.split())
+    assert frozen > 50_000
+    assert still_scanned < frozen / 10
+    assert (young, middle, old) == (10_000, 10, 10)
