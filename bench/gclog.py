@@ -15,50 +15,57 @@ from pathlib import Path
 
 
 def log_collections(path: Path) -> None:
-    """Append `<monotonic end> <generation> <pause ms> <objects collected>` for every collection to `path`."""
+    """Append `<monotonic end> <generation> <pause ms> <CPU ms> <objects collected>` for every collection to
+    `path`. The pause is wall-clock time: on a busy core it includes time the process waited for the CPU,
+    which the collection's own CPU time does not."""
     log = Path(path).open("a", buffering=1)
-    started = 0.0
+    started = started_cpu = 0.0
 
     def on_collection(phase: str, info: dict) -> None:
-        nonlocal started
+        nonlocal started, started_cpu
         if phase == "start":
-            started = time.monotonic()
+            started, started_cpu = time.monotonic(), time.thread_time()
         else:
-            ended = time.monotonic()
+            ended, cpu = time.monotonic(), time.thread_time() - started_cpu
             log.write(
-                f"{ended:.6f} {info['generation']} {(ended - started) * 1000:.3f} {info['collected']}\n"
+                f"{ended:.6f} {info['generation']} {(ended - started) * 1000:.3f} {cpu * 1000:.3f} "
+                f"{info['collected']}\n"
             )
 
     gc.callbacks.append(on_collection)
 
 
-def pauses(path: Path, start: float, end: float) -> list[tuple[int, float]]:
-    """(generation, pause ms) of the collections logged in `path` that ended between `start` and `end`."""
+def pauses(path: Path, start: float, end: float) -> list[tuple[int, float, float]]:
+    """(generation, pause ms, CPU ms) of the collections logged in `path` that ended between `start` and
+    `end`."""
     found = []
     if not Path(path).exists():
         return found
     for line in Path(path).read_text().splitlines():
-        ended, generation, ms, _ = line.split()
+        ended, generation, ms, cpu_ms, _ = line.split()
         if start <= float(ended) <= end:
-            found.append((int(generation), float(ms)))
+            found.append((int(generation), float(ms), float(cpu_ms)))
     return found
 
 
-def summary(found: list[tuple[int, float]]) -> dict[str, float]:
+def summary(found: list[tuple[int, float, float]]) -> dict[str, float]:
     """Full collections and the pauses: what a latency tail can be compared with."""
-    full = [ms for generation, ms in found if generation == 2]
+    full = [ms for generation, ms, _ in found if generation == 2]
     return {
+        "collections": len(found),
         "full_collections": len(full),
         "full_max_ms": max(full, default=0.0),
-        "max_ms": max((ms for _, ms in found), default=0.0),
-        "total_ms": sum(ms for _, ms in found),
+        "max_ms": max((ms for _, ms, _ in found), default=0.0),
+        "max_cpu_ms": max((cpu_ms for _, _, cpu_ms in found), default=0.0),
+        "total_ms": sum(ms for _, ms, _ in found),
     }
 
 
-def describe(found: list[tuple[int, float]]) -> str:
+def describe(found: list[tuple[int, float, float]]) -> str:
     figures = summary(found)
-    return (f"{figures['full_collections']} full collections (longest {figures['full_max_ms']:.0f} ms), "
-            f"longest pause {figures['max_ms']:.0f} ms, {figures['total_ms']:.0f} ms in all")  # fmt: skip
+    return (f"{figures['collections']} collections, {figures['full_collections']} of them full (longest "
+            f"{figures['full_max_ms']:.0f} ms); longest pause {figures['max_ms']:.0f} ms "
+            f"({figures['max_cpu_ms']:.0f} ms of CPU), {figures['total_ms']:.0f} ms in all")  # fmt: skip
 
 
 if __name__ == "__main__":  # python -m bench.gclog LOG <daphne arguments>
