@@ -22,6 +22,7 @@ from django.db.models import prefetch_related_objects
 from django.template.loader import render_to_string
 
 from chatdesk import event_loop
+from chatdesk.channel_groups import groups_with_members
 from desk import realtime as desk_realtime
 
 from . import lifecycle
@@ -63,12 +64,13 @@ def _publish_on_commit(payment_requests: list[PaymentRequest]) -> None:
             # A few sends in flight at once: each holds a Redis connection of the loop's pool, and opening a
             # thousand of them costs more than the overlap gains.
             in_flight = asyncio.Semaphore(SENDS_IN_FLIGHT)
+            listening = await groups_with_members(layer, (group for group, _ in messages))
 
             async def send_one(group: str, event: dict) -> None:
                 async with in_flight:
                     await layer.group_send(group, event)
 
-            await asyncio.gather(*(send_one(group, event) for group, event in messages))
+            await asyncio.gather(*(send_one(group, event) for group, event in messages if group in listening))
 
         event_loop.run_from_sync(send)
 

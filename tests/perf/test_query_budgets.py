@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -124,6 +125,43 @@ def test_the_expiry_sweep_costs_the_same_queries_for_one_due_request_or_many_and
     assert layer.sends.count((conversation_group(conversation.pk), BATCH)) == 1
     assert len(layer.sends) == 2 + due
     assert layer.hops == 1
+
+
+def test_a_sweep_sends_only_to_the_pages_someone_has_open(
+    channel_layer, monkeypatch, django_capture_on_commit_callbacks
+):
+    # Given three due requests in three conversations, one conversation open on a desk and one link open on
+    # the customer's phone (the real Redis layer, counting its group sends)
+    past = timezone.now() - timedelta(seconds=1)
+    due = [
+        make_request(Status.SENT, click_deadline=past, sent_at=past - timedelta(minutes=5)) for _ in range(3)
+    ]
+    desk_page = conversation_group(due[0].conversation_id)
+    pay_page = realtime.pay_page_group(due[1].pk)
+
+    async def open_pages() -> tuple[str, str]:
+        desk, phone = await channel_layer.new_channel(), await channel_layer.new_channel()
+        await channel_layer.group_add(desk_page, desk)
+        await channel_layer.group_add(pay_page, phone)
+        return desk, phone
+
+    desk, phone = async_to_sync(open_pages)()
+    sent_to = []
+    group_send = channel_layer.group_send
+
+    async def counting_group_send(group: str, event: dict) -> None:
+        sent_to.append(group)
+        await group_send(group, event)
+
+    monkeypatch.setattr(channel_layer, "group_send", counting_group_send)
+    # When the sweep expires them
+    with django_capture_on_commit_callbacks(execute=True):
+        assert actions.expire_due_payment_requests() == 3
+    # Then the two open pages got their hints, and nothing was sent to the four groups nobody is in
+    assert sorted(sent_to) == sorted([desk_page, pay_page])
+    received = async_to_sync(channel_layer.receive)
+    assert received(desk)["payment_request_ids"] == [due[0].pk]
+    assert received(phone)["payment_request_id"] == due[1].pk
 
 
 def test_a_signed_webhook_is_applied_within_its_query_budget(layer, django_capture_on_commit_callbacks):
