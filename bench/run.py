@@ -46,7 +46,7 @@ PROFILES = {
         "push_sockets": 1000,
         "push_rates": [50, 200],
         "push_seconds": 10,
-        "expiry": [(1000, 0)],
+        "expiry": [(1000, 0, True)],
         "webhook_seconds": 8,
         "webhook_open_rate": 500,
         "supervisor": (20_000, 100_000),
@@ -62,7 +62,7 @@ PROFILES = {
         "push_sockets": 2000,
         "push_rates": [50, 200, 1000],
         "push_seconds": 20,
-        "expiry": [(1000, 0), (10_000, 0), (1000, 200)],
+        "expiry": [(1000, 0, True), (10_000, 0, True), (1000, 200, True)],
         "webhook_seconds": 15,
         "webhook_open_rate": 500,
         "supervisor": (100_000, 500_000),
@@ -642,16 +642,31 @@ async def soak(
                                 "out_of_order": matched["out_of_order"], "p99_ms": pct(lc, 99), "alive": alive})  # fmt: skip
 
 
-async def b4_expiry(agents: list[dict], count: int, load_rate: float, arrivals: Arrivals) -> None:
-    """`count` sent requests spread over the held conversations, all with the same click deadline."""
+async def b4_expiry(
+    agents: list[dict], count: int, load_rate: float, arrivals: Arrivals, *, watched: bool = True
+) -> None:
+    """`count` sent requests with the same click deadline: spread over the held conversations (every card has
+    a desk to reach), or, unwatched, one each in new conversations no desk has open (a campaign's links: the
+    figure is then the rows')."""
     from django.utils import timezone
 
-    from desk.models import Conversation
+    from desk.models import Conversation, Customer
     from payments.models import PaymentRequest
 
     def make() -> list[int]:
-        conversations = list(Conversation.objects.filter(pk__in=[a["conversation"] for a in agents]))
-        picked = [conversations[n % len(conversations)] for n in range(count)]
+        if watched:
+            conversations = list(Conversation.objects.filter(pk__in=[a["conversation"] for a in agents]))
+            picked = [conversations[n % len(conversations)] for n in range(count)]
+        else:
+            now = timezone.now()
+            customers = Customer.objects.bulk_create(
+                Customer(name=f"Campaign customer {n}", phone="+27821234567") for n in range(count)
+            )
+            picked = Conversation.objects.bulk_create(
+                Conversation(customer=c, status=Conversation.Status.OPEN, accepted_at=now, last_activity_at=now,
+                             assigned_agent_id=agents[n % len(agents)]["user"])
+                for n, c in enumerate(customers)
+            )  # fmt: skip
         return [pr.pk for pr in create_requests(picked, status="sent", prefix="EXP")]
 
     ids = await in_thread(make)
@@ -668,9 +683,15 @@ async def b4_expiry(agents: list[dict], count: int, load_rate: float, arrivals: 
         drivers, files, _ = start_drivers(
             [a["request"] for a in agents], load_rate, lead + 10, f"b4-{count}", 0
         )
-    wanted = set(ids)
+    wanted = set(ids) if watched else set()
     first_expired: dict[int, float] = {}
     give_up = deadline_mono + 60
+
+    def still_open() -> bool:
+        return PaymentRequest.objects.filter(pk__in=ids).exclude(status="expired").exists()
+
+    while not watched and time.monotonic() < give_up and await in_thread(still_open):
+        await asyncio.sleep(0.2)
     scanned = 0
     while len(first_expired) < len(wanted) and time.monotonic() < give_up:
         await asyncio.sleep(0.2)
@@ -696,6 +717,14 @@ async def b4_expiry(agents: list[dict], count: int, load_rate: float, arrivals: 
     label = f"B4 expiry {count:,} requests, one deadline" + (
         f", under {load_rate:.0f} changes/s" if load_rate else ""
     )
+    if not watched:
+        say(f"{label}, in conversations no desk has open: last row expired {max(db_late, default=float('nan')) / 1000:.2f} s "
+            f"after the deadline; {not_expired} rows not expired")  # fmt: skip
+        say(f"   row lateness (closed_at − deadline) {summary_ms(db_late)}")
+        record(f"B4-unwatched.{count}.{int(load_rate)}", {"last_row_s": max(db_late, default=float("nan")) / 1000,
+                                                          "not_expired": not_expired, "row_p50_ms": pct(db_late, 50),
+                                                          "row_p99_ms": pct(db_late, 99)})  # fmt: skip
+        return
     say(f"{label}: last expired card {last:.2f} s after the deadline (target ≤ 5 s); {missing} cards missing, "
         f"{not_expired} rows not expired")  # fmt: skip
     say(f"   card lateness {summary_ms(lateness)}; row lateness (closed_at − deadline) {summary_ms(db_late)}")
@@ -863,8 +892,8 @@ async def socket_phase(servers: Servers, agents_all: list[dict], profile: dict, 
                 for rate in profile["push_rates"]:
                     await b3_push(agents, rate, profile["push_seconds"], arrivals)
             if "B4" in only:
-                for count, load in profile["expiry"]:
-                    await b4_expiry(agents, count, load, arrivals)
+                for count, load, watched in profile["expiry"]:
+                    await b4_expiry(agents, count, load, arrivals, watched=watched)
             if "B5" in only:
                 await b5_webhooks(servers, agents, profile)
             if "B6" in only:
@@ -936,6 +965,13 @@ def median_table(runs_a: list[dict[str, float]], runs_b: list[dict[str, float]])
     return table
 
 
+def parse_expiry_run(run: str) -> tuple[int, int, bool]:
+    count, rate, *where = run.split(":")
+    if where not in ([], ["unwatched"]):
+        raise SystemExit(f"--expiry takes COUNT:RATE or COUNT:RATE:unwatched, not {run!r}")
+    return int(count), int(rate), not where
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -955,7 +991,8 @@ def main() -> int:
     parser.add_argument(
         "--expiry",
         metavar="COUNT:RATE,...",
-        help="override B4's runs: COUNT requests due at once, under RATE changes/s of B3 load (e.g. 10000:0,1000:200)",
+        help="override B4's runs: COUNT requests due at once, under RATE changes/s of B3 load, in the held "
+        "conversations or (:unwatched) in conversations no desk has open (e.g. 10000:0,1000:200,10000:0:unwatched)",
     )
     parser.add_argument("--push-rates", metavar="RATE,...", help="override B3's rates in changes/s, e.g. 200")
     parser.add_argument("--push-seconds", type=float, help="override how long each B3 rate runs")
@@ -969,7 +1006,7 @@ def main() -> int:
     if args.webhook_seconds:
         profile["webhook_seconds"] = args.webhook_seconds
     if args.expiry:
-        profile["expiry"] = [tuple(int(n) for n in run.split(":")) for run in args.expiry.split(",")]
+        profile["expiry"] = [parse_expiry_run(run) for run in args.expiry.split(",")]
     if args.push_rates:
         profile["push_rates"] = [int(rate) for rate in args.push_rates.split(",")]
     if args.push_seconds:
