@@ -683,23 +683,25 @@ async def b4_expiry(
         drivers, files, _ = start_drivers(
             [a["request"] for a in agents], load_rate, lead + 10, f"b4-{count}", 0
         )
-    wanted = set(ids) if watched else set()
+    wanted = set(ids) if watched else set()  # unwatched: no card to wait for, only the rows
     first_expired: dict[int, float] = {}
     give_up = deadline_mono + 60
 
     def still_open() -> bool:
         return PaymentRequest.objects.filter(pk__in=ids).exclude(status="expired").exists()
 
-    while not watched and time.monotonic() < give_up and await in_thread(still_open):
-        await asyncio.sleep(0.2)
-    scanned = 0
-    while len(first_expired) < len(wanted) and time.monotonic() < give_up:
-        await asyncio.sleep(0.2)
-        cards = arrivals.cards
-        for at, pk, _, status in cards[scanned:]:
-            if status == "expired" and pk in wanted and pk not in first_expired:
-                first_expired[pk] = at
-        scanned = len(cards)
+    if watched:
+        scanned = 0
+        while len(first_expired) < len(wanted) and time.monotonic() < give_up:
+            await asyncio.sleep(0.2)
+            cards = arrivals.cards
+            for at, pk, _, status in cards[scanned:]:
+                if status == "expired" and pk in wanted and pk not in first_expired:
+                    first_expired[pk] = at
+            scanned = len(cards)
+    else:
+        while time.monotonic() < give_up and await in_thread(still_open):
+            await asyncio.sleep(0.2)
     for proc in drivers:
         await in_thread(proc.wait)
 
@@ -718,12 +720,12 @@ async def b4_expiry(
         f", under {load_rate:.0f} changes/s" if load_rate else ""
     )
     if not watched:
-        say(f"{label}, in conversations no desk has open: last row expired {max(db_late, default=float('nan')) / 1000:.2f} s "
-            f"after the deadline; {not_expired} rows not expired")  # fmt: skip
+        last_row = max(db_late, default=float("nan")) / 1000
+        say(f"{label}, in conversations no desk has open: last row expired {last_row:.2f} s after the deadline; "
+            f"{not_expired} rows not expired")  # fmt: skip
         say(f"   row lateness (closed_at − deadline) {summary_ms(db_late)}")
-        record(f"B4-unwatched.{count}.{int(load_rate)}", {"last_row_s": max(db_late, default=float("nan")) / 1000,
-                                                          "not_expired": not_expired, "row_p50_ms": pct(db_late, 50),
-                                                          "row_p99_ms": pct(db_late, 99)})  # fmt: skip
+        record(f"B4-unwatched.{count}.{int(load_rate)}", {"last_row_s": last_row, "not_expired": not_expired,
+                                                          "row_p50_ms": pct(db_late, 50), "row_p99_ms": pct(db_late, 99)})  # fmt: skip
         return
     say(f"{label}: last expired card {last:.2f} s after the deadline (target ≤ 5 s); {missing} cards missing, "
         f"{not_expired} rows not expired")  # fmt: skip
