@@ -735,8 +735,12 @@ async def b4_expiry(
                                             "row_p99_ms": pct(db_late, 99)})  # fmt: skip
 
 
+WEBHOOK_DRAIN_SECONDS = 180  # how long B5 waits for the worker to apply what the endpoint stored
+
+
 async def b5_webhooks(servers: Servers, agents: list[dict], profile: dict) -> None:
-    """Signed sandbox webhooks for clicked requests: 10 % duplicates, 5 % bad signatures."""
+    """Signed sandbox webhooks for clicked requests: 10 % duplicates, 5 % bad signatures. The endpoint stores
+    and answers; the Celery worker applies (spec C3 #28), so B5 also times how long until all are applied."""
     from django.db.models import Count
     from django.utils import timezone
 
@@ -789,6 +793,7 @@ async def b5_webhooks(servers: Servers, agents: list[dict], profile: dict) -> No
         )
 
     trivial_rps = await trivial_view(servers.http_port)  # this run's baseline, on the server B5 uses
+    first_sent = time.monotonic()
     rps, closed_lat, closed_status = await common.closed_loop(
         servers.http_port, make_request, concurrency=16, seconds=seconds
     )
@@ -797,6 +802,15 @@ async def b5_webhooks(servers: Servers, agents: list[dict], profile: dict) -> No
         servers.http_port, make_request, rate=rate, seconds=seconds
     )
 
+    last_sent = time.monotonic()
+
+    def unapplied() -> int:
+        return GatewayWebhookEvent.objects.filter(event_id__startswith=run, outcome="received").count()
+
+    while (left := await in_thread(unapplied)) and time.monotonic() < last_sent + WEBHOOK_DRAIN_SECONDS:
+        await asyncio.sleep(0.2)
+    drained = time.monotonic()
+
     def check() -> tuple[int, int]:
         stored = GatewayWebhookEvent.objects.filter(event_id__startswith=run).count()
         twice = (PaymentEvent.objects.filter(reason="paid").values("payment_request")
@@ -804,6 +818,7 @@ async def b5_webhooks(servers: Servers, agents: list[dict], profile: dict) -> No
         return stored, twice
 
     stored, twice = await in_thread(check)
+    applied_rate = (stored - left) / (drained - first_sent)
     statuses = {k: closed_status.get(k, 0) + open_status.get(k, 0) for k in {*closed_status, *open_status}}
     say(f"B5 webhooks on {servers.http_server} (10 % duplicates, 5 % bad signatures): closed loop {rps:.0f} req/s "
         f"(16 connections, {rps / trivial_rps:.2f}× the trivial view's {trivial_rps:.0f} rps on the same server; "
@@ -814,9 +829,12 @@ async def b5_webhooks(servers: Servers, agents: list[dict], profile: dict) -> No
     say(f"   statuses {dict(sorted(statuses.items()))}; {expected['bad']} bad signatures sent, "
         f"{expected['dup']} duplicates; inbox rows {stored} for {len(unique_valid)} distinct valid events; "
         f"requests paid twice: {twice} (must be 0)")  # fmt: skip
+    say(f"   applied by the worker: {stored - left} of {stored} stored events, the last {drained - last_sent:.1f} s "
+        f"after the last request ({applied_rate:.0f} events/s from the first request); not applied: {left}")  # fmt: skip
     record("B5", {"trivial_rps": trivial_rps, "closed_rps": rps, "closed_p99_ms": pct(closed_lat, 99), "open_rate": rate,
                   "open_p50_ms": pct(open_lat, 50), "open_p99_ms": pct(open_lat, 99), "statuses": statuses,
-                  "inbox_rows": stored, "distinct_valid": len(unique_valid), "paid_twice": twice})  # fmt: skip
+                  "inbox_rows": stored, "distinct_valid": len(unique_valid), "paid_twice": twice,
+                  "applied_per_s": applied_rate, "drain_s": drained - last_sent, "not_applied": left})  # fmt: skip
 
 
 async def trivial_view(port: int, seconds: float = 4) -> float:

@@ -41,7 +41,7 @@ from .models import (
 )
 
 Outcome = GatewayWebhookEvent.Outcome
-DUPLICATE = "duplicate"  # a webhook event already in the inbox: answered 2xx, nothing applied
+DUPLICATE = "duplicate"  # a webhook event already processed: its task ran again, nothing applied
 SWEEP_BATCH_SIZE = 500
 
 
@@ -460,49 +460,13 @@ def mark_failed(payment_request_id: int, *, reason: str) -> TransitionResult:
 # --- Gateway results ----------------------------------------------------------------------------------------
 
 
-def record_gateway_event(gateway_name: str, event: GatewayEvent) -> str:
-    """Apply a verified gateway event exactly once and return its outcome (or DUPLICATE).
-
-    The inbox row, unique per (gateway, event id), is inserted in the same transaction as the event's effect:
-    a duplicate, even a concurrent one, fails on that constraint and changes nothing. Events are forward-only:
-    a decline arriving after the payment is ignored, never a downgrade.
-    """
-    reference = event.client_reference
-    with transaction.atomic(durable=True):
-        # Lock first: the events of one request apply one at a time.
-        payment_request = (
-            PaymentRequest.objects.select_for_update(no_key=True)
-            .filter(pk=int(reference), gateway=gateway_name)
-            .first()
-            if reference.isdigit() and len(reference) < 19  # a bigint, or certainly not ours
-            else None
-        )
-        try:
-            with transaction.atomic():
-                inbox = GatewayWebhookEvent.objects.create(
-                    gateway=gateway_name,
-                    event_id=event.event_id,
-                    event_type=event.type,
-                    payment_request=payment_request,
-                    outcome=Outcome.UNMATCHED,
-                    payload=event.payload,
-                )
-        except IntegrityError:
-            return DUPLICATE
-        if payment_request is None:
-            return Outcome.UNMATCHED
-        outcome = _apply_gateway_event(payment_request, event, inbox=inbox, now=timezone.now())
-        inbox.outcome = outcome
-        inbox.save(update_fields=["outcome"])
-    return outcome
-
-
 def record_received_gateway_event(inbox_id: int, event: GatewayEvent) -> str:
     """Apply an event a webhook view already stored in the inbox (as RECEIVED) exactly once.
 
-    For gateways whose endpoint answers before processing (Stripe): the view verified and stored the event,
-    a task learned the truth from the gateway (`event`), and this applies it. A repeated task finds the inbox
-    row no longer RECEIVED and changes nothing (DUPLICATE).
+    The view verified and stored the event and answered (`payments.inbox`); its task read the event's truth
+    (from the stored body, or for Stripe from the gateway) and this applies it. A repeated task finds the
+    inbox row no longer RECEIVED and changes nothing (DUPLICATE). Events are forward-only: a decline
+    arriving after the payment is ignored, never a downgrade.
     """
     inbox = GatewayWebhookEvent.objects.get(pk=inbox_id)
     reference = event.client_reference
@@ -564,7 +528,7 @@ def _apply_gateway_event(
 def mark_paid(
     payment_request: PaymentRequest, event: GatewayEvent, *, inbox: GatewayWebhookEvent, now
 ) -> str:
-    """The gateway confirmed money (call only from `record_gateway_event`, which holds the row lock).
+    """The gateway confirmed money (call only from `record_received_gateway_event`, which holds the row lock).
 
     Paid if the customer opened the link and started paying before the pay deadline, even if the request
     expired meanwhile. Money that cannot be a payment (closed request, wrong amount, second payment) is
@@ -644,8 +608,8 @@ def _record_exception(
 
 
 def record_payment_declined(payment_request: PaymentRequest, event: GatewayEvent, *, now) -> str:
-    """The gateway declined an attempt (call only from `record_gateway_event`): the customer may retry
-    within the window, and the agent's card shows why."""
+    """The gateway declined an attempt (call only from `record_received_gateway_event`): the customer may
+    retry within the window, and the agent's card shows why."""
     if payment_request.refusal(Transition.DECLINE, now) is not None:
         return Outcome.IGNORED
     _apply(

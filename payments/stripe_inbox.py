@@ -1,11 +1,12 @@
 """Stripe's events, from the signed webhook to their effect, and the reconciler that closes any gap.
 
-1. `store_event`: the webhook view has verified the signature; the event goes into the inbox (unique on
-   gateway + event id) and a task is queued on commit. The view answers 2xx at once (spec C3 #28).
-2. `process_stored_event` (the task): matches the event to our request by `client_reference_id`/metadata
-   without calling Stripe; then, outside any transaction, asks Stripe for the session's current state and
-   hands that truth to `actions.record_received_gateway_event`. Duplicated, reordered or late events
-   therefore repeat the truth, and one payment is counted once whichever message reported it (B4).
+1. The webhook view has verified the signature and stored the event in the inbox (`payments.inbox`), which
+   queued a task on commit; the view answered 2xx at once (spec C3 #28).
+2. `process_stored_event` (the task's body for Stripe's events): matches the event to our request by
+   `client_reference_id`/metadata without calling Stripe; then, outside any transaction, asks Stripe for the
+   session's current state and hands that truth to `actions.record_received_gateway_event`. Duplicated,
+   reordered or late events therefore repeat the truth, and one payment is counted once whichever message
+   reported it (B4).
 3. An event that names a request of ours that we cannot match yet (B5: it overtook the commit that attaches
    the session to the request) stays RECEIVED and is tried again with backoff, UNMATCHED_MAX_ATTEMPTS times
    in all; then it is UNMATCHED, flagged in the admin for a person. An event that can never be ours (the
@@ -13,7 +14,7 @@
 4. `reconcile`: the beat task. Requests whose pay deadline passed a while ago with a Stripe session are
    asked about once the session is final, so a lost webhook or a lost task cannot leave money unaccounted
    for (C3 #27); inbox rows stuck in RECEIVED (their task was lost with the broker) or due for another
-   matching attempt are queued again."""
+   matching attempt are queued again (`payments.inbox.stuck_events`)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from . import actions
@@ -48,25 +48,6 @@ RECONCILE_BATCH_SIZE = 100
 UNMATCHED_MAX_ATTEMPTS = 6
 UNMATCHED_FIRST_RETRY = timedelta(minutes=1)
 RETRYING = "retrying"  # no match yet: tried again later
-
-
-def store_event(event: dict) -> GatewayWebhookEvent | None:
-    """Put a verified event into the inbox and queue its processing after commit; None if already there."""
-    from .tasks import process_stripe_event_task  # tasks import this module
-
-    try:
-        with transaction.atomic(durable=True):
-            inbox = GatewayWebhookEvent.objects.create(
-                gateway=GATEWAY,
-                event_id=event["id"],
-                event_type=event["type"][:64],
-                outcome=Outcome.RECEIVED,
-                payload=event,
-            )
-            process_stripe_event_task.delay_on_commit(inbox.pk)
-    except IntegrityError:
-        return None  # a duplicate delivery: already stored, already (being) processed
-    return inbox
 
 
 def _matching_request(request_id: str, stripe_object: str, event_type: str) -> PaymentRequest | None:
@@ -184,25 +165,5 @@ def requests_to_reconcile(now=None):
         .exclude(gateway_reference="")
         .exclude(pk__in=settled)
         .order_by("pay_deadline")
-        .values_list("pk", flat=True)[:RECONCILE_BATCH_SIZE]
-    )
-
-
-def stuck_inbox_events(now=None):
-    """Events stored but not processed for a while (their task was lost with a broker restart), and events
-    that matched no request yet whose next attempt is due."""
-    now = now or timezone.now()
-    lost = Q(
-        next_attempt_at__isnull=True,
-        received_at__lte=now - timedelta(seconds=settings.CHAT2PAY_RECONCILE_AFTER_SECONDS),
-    )
-    return (
-        GatewayWebhookEvent.objects.filter(
-            lost | Q(next_attempt_at__lte=now),
-            ~Q(event_type__startswith="chat2pay."),
-            gateway=GATEWAY,
-            outcome=Outcome.RECEIVED,
-        )
-        .order_by("received_at")
         .values_list("pk", flat=True)[:RECONCILE_BATCH_SIZE]
     )

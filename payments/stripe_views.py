@@ -9,7 +9,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from . import stripe_inbox
+from . import inbox
 from .gateways import stripe as stripe_gateway
 from .gateways.base import InvalidWebhook
 from .views import customer_page
@@ -22,15 +22,15 @@ logger = logging.getLogger(__name__)
 def webhook(request: HttpRequest) -> HttpResponse:
     """Verify the signature over the raw body (400 and no change if bad), store the event, answer at once.
 
-    Processing happens in a task (`payments.stripe_inbox`), so a slow Stripe or database never makes Stripe
-    time out and retry; a duplicate delivery is answered 200 and changes nothing.
+    Processing happens in a task (`payments.inbox`, `payments.stripe_inbox`), so a slow Stripe or database
+    never makes Stripe time out and retry; a duplicate delivery is answered 200 and changes nothing.
     """
     try:
         event = stripe_gateway.verify(request.body, request.headers.get(stripe_gateway.SIGNATURE_HEADER))
     except InvalidWebhook as error:
         logger.warning("Rejected stripe webhook: %s", error)
         return HttpResponseBadRequest("invalid webhook")
-    stored = stripe_inbox.store_event(event)
+    stored = inbox.store_event("stripe", event_id=event["id"], event_type=event["type"], payload=event)
     return JsonResponse({"received": True, "duplicate": stored is None})
 
 

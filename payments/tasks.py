@@ -11,7 +11,7 @@ import logging
 
 from celery import shared_task
 
-from . import actions, stripe_inbox
+from . import actions, inbox, stripe_inbox
 from .gateways import get_gateway
 from .gateways.base import CheckoutState, GatewayError
 from .gateways.sandbox import post_webhook
@@ -48,8 +48,8 @@ def deliver_sandbox_webhook_task(self, url: str, body: str, drop_first: bool = F
     post_webhook(url, body)
 
 
-# Stripe: each task re-reads its inbox row or request and is a no-op once done, so a retry or a redelivery
-# (acks_late, a lost worker) is harmless.
+# Each task re-reads its inbox row or request and is a no-op once done, so a retry or a redelivery (acks_late,
+# a lost worker) is harmless.
 @shared_task(
     autoretry_for=(OSError, GatewayError),
     retry_backoff=True,
@@ -58,9 +58,9 @@ def deliver_sandbox_webhook_task(self, url: str, body: str, drop_first: bool = F
     acks_late=True,
     reject_on_worker_lost=True,
 )
-def process_stripe_event_task(inbox_id: int) -> str:
-    """Apply one stored Stripe webhook event, after asking Stripe for the session's current state."""
-    return stripe_inbox.process_stored_event(inbox_id)
+def process_webhook_event_task(inbox_id: int) -> str:
+    """Apply one stored gateway webhook event (a Stripe event after asking Stripe for the session's state)."""
+    return inbox.process_stored_event(inbox_id)
 
 
 @shared_task
@@ -72,9 +72,9 @@ def purge_processed_webhook_events_task() -> int:
 @shared_task
 def reconcile_stripe_checkouts_task() -> int:
     """Ask Stripe about requests past their pay deadline whose final state we have not seen; re-queue stored
-    events whose task was lost. Returns how many requests were asked about."""
-    for inbox_id in stripe_inbox.stuck_inbox_events():
-        process_stripe_event_task.delay(inbox_id)
+    events of any gateway whose task was lost. Returns how many requests were asked about."""
+    for inbox_id in inbox.stuck_events():
+        process_webhook_event_task.delay(inbox_id)
     asked = 0
     for payment_request_id in stripe_inbox.requests_to_reconcile():
         try:

@@ -20,7 +20,7 @@ from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 from chatdesk import throttling
 from desk.access import agent_required
 
-from . import access, actions, lifecycle
+from . import access, actions, inbox, lifecycle
 from .forms import PaymentRequestForm
 from .gateways import get_gateway
 from .gateways.base import GatewayError, InvalidWebhook, PaymentOutcome
@@ -198,11 +198,16 @@ def _whole_section(request: HttpRequest, payment_request, token: str) -> HttpRes
 @csrf_exempt  # gateways cannot send our CSRF token; the signature authenticates them instead
 @require_POST
 def gateway_webhook(request: HttpRequest, gateway_name: str) -> HttpResponse:
-    """Verify the signature over the raw body first (400 and no change if bad), then apply the event once."""
+    """Verify the signature over the raw body (400 and no change if bad), store the event, answer at once.
+
+    A task applies it once (`payments.inbox`): a slow database never makes the gateway time out and retry,
+    and a duplicate delivery is answered 200 and changes nothing."""
     try:
         event = get_gateway(gateway_name).parse_webhook(request.body, request.headers)
     except InvalidWebhook as error:
         logger.warning("Rejected %s webhook: %s", gateway_name, error)
         return HttpResponseBadRequest("invalid webhook")
-    outcome = actions.record_gateway_event(gateway_name, event)
-    return JsonResponse({"received": True, "outcome": outcome})
+    stored = inbox.store_event(
+        gateway_name, event_id=event.event_id, event_type=event.type, payload=event.payload
+    )
+    return JsonResponse({"received": True, "duplicate": stored is None})

@@ -50,6 +50,17 @@ def channel_layer():
     return get_channel_layer()
 
 
+@pytest.fixture
+def celery_eager():
+    """Queued tasks run in-process when queued (their on-commit hooks still decide when that is)."""
+    from chatdesk.celery import app
+
+    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The log scan (tests/security/test_zz_logs.py) reads the logs of everything that ran before it, so it

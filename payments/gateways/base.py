@@ -1,7 +1,8 @@
 """What Chat 2 Pay needs from a payment gateway. Every gateway call happens outside database transactions.
 
-The domain never learns a payment's result from a browser: results arrive as signed webhooks, are parsed
-and verified here into a `GatewayEvent`, and applied by `payments.actions.record_gateway_event`.
+The domain never learns a payment's result from a browser: results arrive as signed webhooks, are verified
+and stored in the inbox (`payments.inbox`), and a task applies each as a `GatewayEvent` with
+`payments.actions.record_received_gateway_event`.
 """
 
 from __future__ import annotations

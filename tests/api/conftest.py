@@ -123,17 +123,6 @@ def receiver():
     receiver.stop()
 
 
-@pytest.fixture
-def celery_eager():
-    """Queued tasks run in-process when queued (their on-commit hooks still decide when that is)."""
-    from chatdesk.celery import app
-
-    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    yield
-    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
-
-
 def endpoint_for(receiver: Receiver, *event_types: str) -> WebhookEndpoint:
     return WebhookEndpoint.objects.create(
         url=receiver.url, event_types=list(event_types or WebhookEndpoint.EventType.values)

@@ -18,17 +18,6 @@ CLICKATELL_SECRET = "test-clickatell-secret"
 
 
 @pytest.fixture
-def celery_eager():
-    """Tasks queued on commit run at once, in-process."""
-    from chatdesk.celery import app
-
-    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    yield
-    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
-
-
-@pytest.fixture
 def whatsapp_api(settings, celery_eager):
     stand_in = WhatsAppCloudStandIn(token="EAAtest", phone_number_id="1055512345").start()
     settings.MESSAGING_WHATSAPP_PROVIDER = "cloud"

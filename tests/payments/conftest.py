@@ -6,17 +6,20 @@ import json
 import re
 import secrets
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.test import Client
+from django.db import IntegrityError, transaction
+from django.test import Client, TestCase
 from django.utils import timezone
 
 from payments import actions
 from payments.gateways import sandbox
+from payments.gateways.base import GatewayEvent
 from payments.lifecycle import Status
-from payments.models import PaymentRequest, hash_token
+from payments.models import GatewayWebhookEvent, PaymentRequest, hash_token
 from tests.factories import PaymentRequestFactory
 
 SITE = "http://testserver/"
@@ -98,21 +101,52 @@ def post_webhook(client: Client, body: bytes, *, signature: str | None = None):
     )
 
 
-@pytest.fixture
-def alices_request(alices_conversation, alice) -> PaymentRequest:
-    """A request alice just sent in her open conversation, through the real action."""
-    return send(alices_conversation, alice)
-
-
-@pytest.fixture
-def celery_eager():
-    """Run tasks in-process when queued (their on-commit hooks still decide when they are queued)."""
+@contextmanager
+def tasks_run_inline():
+    """Tasks queued on commit inside the block run at its end, in-process, as a worker would run them."""
     from chatdesk.celery import app
 
     saved = app.conf.task_always_eager, app.conf.task_eager_propagates
     app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    yield
-    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+    try:
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            yield
+    finally:
+        app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
+def deliver(body: bytes):
+    """Post a signed body to /webhooks/sandbox/ and run the task it queued, as the gateway and a worker do."""
+    with tasks_run_inline():
+        return post_webhook(Client(), body)
+
+
+def outcome_of(body: bytes) -> str:
+    """What became of the event in a webhook body: its inbox row's outcome (`received` until its task ran)."""
+    return GatewayWebhookEvent.objects.get(gateway="sandbox", event_id=json.loads(body)["id"]).outcome
+
+
+def apply_gateway_event(event: GatewayEvent) -> str:
+    """Store a verified sandbox event as the webhook view does and apply it as its task does, without HTTP or
+    Celery; its outcome, or DUPLICATE if it was already stored."""
+    try:
+        with transaction.atomic():
+            stored = GatewayWebhookEvent.objects.create(
+                gateway="sandbox",
+                event_id=event.event_id,
+                event_type=event.type,
+                outcome=GatewayWebhookEvent.Outcome.RECEIVED,
+                payload=event.payload,
+            )
+    except IntegrityError:
+        return actions.DUPLICATE
+    return actions.record_received_gateway_event(stored.pk, event)
+
+
+@pytest.fixture
+def alices_request(alices_conversation, alice) -> PaymentRequest:
+    """A request alice just sent in her open conversation, through the real action."""
+    return send(alices_conversation, alice)
 
 
 @pytest.fixture

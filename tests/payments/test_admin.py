@@ -81,11 +81,11 @@ def test_the_business_profile_is_edited_in_the_admin(admin_client, client):
 def test_a_superuser_refunds_late_money_from_the_admin(admin_client, alice, alices_conversation):
     from payments import actions
     from payments.models import PaymentException
-    from tests.payments.conftest import post_webhook, sandbox_event
+    from tests.payments.conftest import deliver, sandbox_event
 
     payment_request = send(alices_conversation, alice)
     actions.cancel_payment_request(payment_request.pk, agent=alice)
-    post_webhook(admin_client, sandbox_event(payment_request))
+    deliver(sandbox_event(payment_request))
     exception = PaymentException.objects.get()
 
     response = admin_client.post(

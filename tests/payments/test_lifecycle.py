@@ -17,7 +17,7 @@ from payments.gateways import sandbox
 from payments.gateways.sandbox import SandboxGateway
 from payments.lifecycle import Refusal, Status
 from payments.models import PaymentEvent, PaymentException
-from tests.payments.conftest import make_request, reload, sandbox_event
+from tests.payments.conftest import apply_gateway_event, make_request, reload, sandbox_event
 
 pytestmark = pytest.mark.django_db
 
@@ -230,7 +230,7 @@ def _confirm(payment_request, *, kind="payment.succeeded", started_at=None, **ov
     with time_machine.travel(NOW + timedelta(minutes=1), tick=False):
         body = sandbox_event(payment_request, kind=kind, started_at=started_at, **overrides)
         event = SandboxGateway().parse_webhook(body, {sandbox.SIGNATURE_HEADER: sandbox.sign(body)})
-        return actions.record_gateway_event("sandbox", event)
+        return apply_gateway_event(event)
 
 
 class TestMoney:

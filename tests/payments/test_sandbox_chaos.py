@@ -87,18 +87,19 @@ def test_delay_delivers_after_the_deadline_and_a_payment_started_in_time_is_stil
         assert reload(payment_request).status == Status.EXPIRED
         from tests.payments.conftest import post_webhook
 
-        assert post_webhook(customer(), args[1].encode()).status_code == 200
+        with django_capture_on_commit_callbacks(execute=True):  # the webhook's task
+            assert post_webhook(customer(), args[1].encode()).status_code == 200
     paid_once(payment_request)  # started before the deadline: paid, judged by the gateway's clock (B3)
 
 
-def test_money_started_after_the_deadline_is_late_money_not_a_payment(opened, client):
-    from tests.payments.conftest import post_webhook, sandbox_event
+def test_money_started_after_the_deadline_is_late_money_not_a_payment(opened):
+    from tests.payments.conftest import deliver, sandbox_event
 
     payment_request, _, _ = opened
     late = payment_request.pay_deadline + timedelta(seconds=5)
     with time_machine.travel(late, tick=False):
         actions.expire_due_payment_requests()
-        post_webhook(client, sandbox_event(payment_request, started_at=late))
+        deliver(sandbox_event(payment_request, started_at=late))
     assert reload(payment_request).status == Status.EXPIRED
     assert PaymentException.objects.get().kind == PaymentException.Kind.LATE
 
@@ -144,15 +145,15 @@ def test_decline_declines_every_card_and_the_agent_sees_why(
     assert payment_request.last_decline.startswith("Your card was declined")
 
 
-def test_fail_refunds_keeps_late_money_open(opened, settings, client, sam):
-    from tests.payments.conftest import post_webhook, sandbox_event
+def test_fail_refunds_keeps_late_money_open(opened, settings, sam):
+    from tests.payments.conftest import deliver, sandbox_event
 
     settings.CHAT2PAY_SANDBOX_CHAOS = ["fail_refunds"]
     payment_request, _, _ = opened
     late = payment_request.pay_deadline + timedelta(seconds=5)
     with time_machine.travel(late, tick=False):
         actions.expire_due_payment_requests()
-        post_webhook(client, sandbox_event(payment_request, started_at=late))
+        deliver(sandbox_event(payment_request, started_at=late))
     exception = PaymentException.objects.get()
     with pytest.raises(GatewayError):
         actions.refund_payment_exception(exception.pk, by=sam)

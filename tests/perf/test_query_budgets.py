@@ -32,10 +32,12 @@ BATCH = realtime.BATCH_EVENT_TYPE
 # Budgets (today's counts; lower them when a change makes a path cheaper).
 TRANSITION_QUERIES = 6  # lock, update, history insert, + the test transaction's savepoints
 CARD_RENDER_QUERIES = 1  # the publisher renders the changed cards: whether money waits on the closed ones
-# verify, inbox insert, lock, update, history, confirmation message, its conversation, the integrations
-# outbox (api.outbox): which webhook endpoints subscribe to the event; and the pushed card's money-waiting
-# note, read once by the webhook where each open page's socket used to read it.
-WEBHOOK_QUERIES = 19
+# The webhook's request: the inbox insert and the test transaction's savepoints (spec C3 #28: no more).
+WEBHOOK_REQUEST_QUERIES = 3
+# Its task: read the row, lock the request and the row, update, history, confirmation message, its
+# conversation, the integrations outbox (api.outbox): which webhook endpoints subscribe to the event; and the
+# pushed card's money-waiting note, read once by the task where each open page's socket used to read it.
+WEBHOOK_TASK_QUERIES = 19
 # per sweep batch, whatever its size: the two due-queries, one update, one history insert, the outbox's
 # subscriptions, the expired cards' money-waiting notes, and the test transaction's savepoints
 SWEEP_QUERIES = 8
@@ -164,14 +166,21 @@ def test_a_sweep_sends_only_to_the_pages_someone_has_open(
     assert received(phone)["payment_request_id"] == due[1].pk
 
 
-def test_a_signed_webhook_is_applied_within_its_query_budget(layer, django_capture_on_commit_callbacks):
+def test_a_signed_webhook_is_stored_then_applied_within_its_query_budgets(
+    layer, celery_eager, django_capture_on_commit_callbacks
+):
     payment_request = make_request(Status.CLICKED, gateway_reference="cs_sbx_budget")
     body = sandbox_event(payment_request)
-    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
+    with CaptureQueriesContext(connection) as request, django_capture_on_commit_callbacks() as queued:
         response = post_webhook(Client(), body)
-    assert response.json()["outcome"] == "applied"
+    assert response.json() == {"received": True, "duplicate": False}
+    assert len(request) <= WEBHOOK_REQUEST_QUERIES, [q["sql"] for q in request]
+    # Then a worker runs the task the request queued
+    with CaptureQueriesContext(connection) as task, django_capture_on_commit_callbacks(execute=True):
+        for run_task in queued:
+            run_task()
     assert PaymentRequest.objects.get(pk=payment_request.pk).status == Status.PAID
-    assert len(queries) <= WEBHOOK_QUERIES, [q["sql"] for q in queries]
+    assert len(task) <= WEBHOOK_TASK_QUERIES, [q["sql"] for q in task]
     # The card change, and the confirmation message in the transcript: one hop each
     assert layer.hops <= 2
 

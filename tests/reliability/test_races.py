@@ -6,6 +6,7 @@ Reuses `race` from tests/payments/test_concurrency.py. Quick counts in `make tes
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -19,9 +20,9 @@ from django.test import Client
 from django.utils import timezone
 
 from desk.models import Message
-from payments import actions, realtime
+from payments import actions, inbox, realtime
 from payments.lifecycle import CANCEL_NOTICE, Refusal, Status
-from payments.models import PaymentEvent, PaymentRequest
+from payments.models import GatewayWebhookEvent, PaymentEvent, PaymentRequest
 from tests.factories import AgentFactory, ConversationFactory
 from tests.payments.conftest import SITE, make_request, post_webhook, reload, sandbox_event
 from tests.payments.test_concurrency import race
@@ -181,18 +182,29 @@ def test_concurrent_sweeps(alice, conversation, sweepers, monkeypatch):
 
 @pytest.mark.timeout(profile.n(300, 2400))  # 1,000 events × 3 deliveries: ~10 minutes in the long profile
 def test_each_webhook_delivered_three_times_in_parallel(alice, conversation):
+    """Each event delivered three times at once, then its task run three times at once (redeliveries)."""
     events = profile.n(20, 1_000)
     answers = Counter()
     for _ in range(events):
         payment_request = make_request(Status.CLICKED, agent=alice, conversation=conversation)
         body = sandbox_event(payment_request)
         responses = race(*[lambda body=body: post_webhook(Client(), body)] * 3)
-        answers.update(f"{r.status_code} {r.json()['outcome']}" for r in responses)
+        answers.update(
+            f"{r.status_code} {'duplicate' if r.json()['duplicate'] else 'stored'}" for r in responses
+        )
+        stored = GatewayWebhookEvent.objects.get(gateway="sandbox", event_id=json.loads(body)["id"])
+        runs = race(*[lambda pk=stored.pk: inbox.process_stored_event(pk)] * 3)
+        answers.update(f"task {outcome}" for outcome in runs)
     connections.close_all()
     paid = PaymentRequest.objects.filter(status=Status.PAID).count()
     paid_events = PaymentEvent.objects.filter(to_status=Status.PAID, from_status=Status.CLICKED).count()
     confirmations = Message.objects.filter(body__startswith="Payment received").count()
-    assert answers == {"200 applied": events, "200 duplicate": 2 * events}
+    assert answers == {
+        "200 stored": events,
+        "200 duplicate": 2 * events,
+        "task applied": events,
+        "task duplicate": 2 * events,
+    }
     assert paid == paid_events == confirmations == events
     profile.record(SECTION, "webhook ×3 in parallel: events → deliveries", f"{events} → {3 * events}")
     profile.record(SECTION, "webhook ×3: answers", dict(sorted(answers.items())))

@@ -40,6 +40,7 @@ from payments.gateways.base import EventKind, GatewayEvent
 from payments.lifecycle import Refusal, Status
 from payments.models import GatewayWebhookEvent, PaymentEvent, PaymentException, PaymentRequest
 from tests.factories import AgentFactory, ConversationFactory, SupervisorFactory
+from tests.payments.conftest import apply_gateway_event
 from tests.reliability import profile
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -312,7 +313,7 @@ class ChatToPay(RuleBasedStateMachine):
 
     def _deliver(self, event: GatewayEvent, label: str) -> None:
         expected = self._expected_outcome(event)
-        outcome = actions.record_gateway_event("sandbox", event)
+        outcome = apply_gateway_event(event)
         assert outcome == expected, (label, event)
         self.delivered.add(event.event_id)
         count(f"webhook {label}: {outcome}")

@@ -283,7 +283,7 @@ def test_a_replayed_genuine_delivery_is_a_no_op_within_tolerance_and_refused_aft
             )
         assert (first.status_code, again.status_code) == (expected, expected), offset
         if expected == 200:
-            assert again.json()["outcome"] == "duplicate"
+            assert (first.json()["duplicate"], again.json()["duplicate"]) == (False, True)
 
 
 @pytest.mark.parametrize("shift", ["future", "two timestamps"])
