@@ -112,8 +112,8 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 # one, so a websocket connect or a pushed card no longer opens a new PostgreSQL connection (bench B1-B3,
 # docs/performance.md). Daphne runs consumer DB steps on one thread and each HTTP request on its own, so a
 # few connections serve a web process; past MAX_SIZE a caller waits (at most 10 s) instead of opening more.
-# Celery's prefork worker closes the pool after every task (celery.fixups.django), so there it costs one
-# connection per task, as before. Keep processes × MAX_SIZE under PostgreSQL's max_connections; 0 = no pool.
+# A Celery worker keeps its pool for CELERY_DB_REUSE_MAX tasks (below). Keep processes × MAX_SIZE under
+# PostgreSQL's max_connections; 0 = no pool.
 DATABASE_POOL_MIN_SIZE = env.int("DATABASE_POOL_MIN_SIZE", default=1)
 DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=10)
 if DATABASE_POOL_MAX_SIZE < 0 or not 0 <= DATABASE_POOL_MIN_SIZE <= max(1, DATABASE_POOL_MAX_SIZE):
@@ -190,6 +190,12 @@ CELERY_TASK_TIME_LIMIT = 60
 CELERY_TASK_SOFT_TIME_LIMIT = 45
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fix-up closes a prefork worker's database connections, and with them its connection pool,
+# before and after every task unless this is set; then it does so once per this many tasks. Reopening the
+# pool per task halved the worker's rate (bench: 32 -> 62 webhook events applied per second, one core;
+# docs/performance.md, product change 19). A connection that broke meanwhile fails one task, which is retried
+# (every task here is idempotent and swept again).
+CELERY_DB_REUSE_MAX = 100
 CELERY_BEAT_SCHEDULER = "chatdesk.celery:HeartbeatScheduler"
 CELERY_BEAT_SCHEDULE: dict = {}
 # Task modules outside an app's tasks.py (autodiscovery finds only those).
