@@ -1021,10 +1021,17 @@ def main() -> int:
         type=float,
         help="override B5's duration (closed loop; the open loop sends 500/s for as long)",
     )
+    parser.add_argument(
+        "--webhook-rate",
+        type=int,
+        help="override B5's open-loop rate in req/s (500, the target's, overloads this machine; e.g. 40)",
+    )
     args = parser.parse_args()
     profile = dict(PROFILES[args.profile])
     if args.webhook_seconds:
         profile["webhook_seconds"] = args.webhook_seconds
+    if args.webhook_rate:
+        profile["webhook_open_rate"] = args.webhook_rate
     if args.expiry:
         profile["expiry"] = [parse_expiry_run(run) for run in args.expiry.split(",")]
     if args.push_rates:

@@ -4,7 +4,7 @@ import logging
 import os
 import time
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 from celery.beat import PersistentScheduler
 from redis import RedisError
 
@@ -54,6 +54,20 @@ class WorkerHeartbeat(bootsteps.StartStopStep):
 
 
 app.steps["worker"].add(WorkerHeartbeat)
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def hand_back_database_connections(**kwargs) -> None:
+    """Between tasks, give the database connection back to the pool, as Django does between requests.
+
+    CELERY_DB_REUSE_MAX keeps Celery's Django fix-up from closing the whole pool around every task, and with
+    it from closing the connections; this hands them back instead, so a connection that broke (a database
+    restart) is dropped by the pool after the one task that found it broken, not reused by the next ones.
+    """
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 class HeartbeatScheduler(PersistentScheduler):

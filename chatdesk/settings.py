@@ -192,9 +192,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes a prefork worker's database connections, and with them its connection pool,
 # before and after every task unless this is set; then it does so once per this many tasks. Reopening the
-# pool per task halved the worker's rate (bench: 32 -> 62 webhook events applied per second, one core;
-# docs/performance.md, product change 19). A connection that broke meanwhile fails one task, which is retried
-# (every task here is idempotent and swept again).
+# pool per task cost the worker most of its rate (docs/performance.md, product change 19). Connections still
+# go back to the pool between tasks (chatdesk.celery.hand_back_database_connections): a broken one is dropped.
 CELERY_DB_REUSE_MAX = 100
 CELERY_BEAT_SCHEDULER = "chatdesk.celery:HeartbeatScheduler"
 CELERY_BEAT_SCHEDULE: dict = {}
