@@ -58,15 +58,18 @@ app.steps["worker"].add(WorkerHeartbeat)
 
 @signals.task_prerun.connect
 @signals.task_postrun.connect
-def hand_back_database_connections(**kwargs) -> None:
+def hand_back_database_connections(sender=None, **kwargs) -> None:
     """Between tasks, give the database connection back to the pool, as Django does between requests.
 
     CELERY_DB_REUSE_MAX keeps Celery's Django fix-up from closing the whole pool around every task, and with
     it from closing the connections; this hands them back instead, so a connection that broke (a database
     restart) is dropped by the pool after the one task that found it broken, not reused by the next ones.
+    An eager task (tests) runs inside its caller's transaction, so it is left alone, as the fix-up does.
     """
     from django.db import close_old_connections
 
+    if getattr(sender.request, "is_eager", False):
+        return
     close_old_connections()
 
 

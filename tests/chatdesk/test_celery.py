@@ -11,7 +11,15 @@ from django.db import connection
 from chatdesk.celery import app
 
 PREFORK = SimpleNamespace(pool_cls="celery.concurrency.prefork:TaskPool")
-A_TASK = SimpleNamespace(request=SimpleNamespace(is_eager=False))
+
+
+class QueuedTask:
+    """A task as a worker runs it (not eagerly, inside its caller's transaction)."""
+
+    request = SimpleNamespace(is_eager=False)
+
+
+A_TASK = QueuedTask()
 
 
 def test_a_prefork_worker_reopens_its_database_pool_once_per_reuse_period_not_per_task(monkeypatch):
@@ -39,5 +47,5 @@ def test_a_broken_database_connection_is_dropped_between_tasks(monkeypatch, sign
     connection.ensure_connection()
     connection.errors_occurred = True  # a query failed on it...
     monkeypatch.setattr(connection, "is_usable", lambda: False)  # ...and the server is gone
-    signal.send(sender=None, task_id="t", task=None, args=(), kwargs={})
+    signal.send(sender=A_TASK, task_id="t", task=A_TASK, args=(), kwargs={})
     assert connection.connection is None
