@@ -91,7 +91,9 @@ def query_counts(pages: dict[str, str]) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--explain", action="store_true", help="Print EXPLAIN ANALYZE of each page's queries.")
+    parser.add_argument(
+        "--explain", action="store_true", help="Print EXPLAIN ANALYZE of each page's queries."
+    )
     args = parser.parse_args()
 
     count = PaymentRequest.objects.count()
