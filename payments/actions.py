@@ -460,7 +460,7 @@ def mark_failed(payment_request_id: int, *, reason: str) -> TransitionResult:
 # --- Gateway results ----------------------------------------------------------------------------------------
 
 
-def record_received_gateway_event(inbox_id: int, event: GatewayEvent) -> str:
+def record_received_gateway_event(inbox: GatewayWebhookEvent, event: GatewayEvent) -> str:
     """Apply an event a webhook view already stored in the inbox (as RECEIVED) exactly once.
 
     The view verified and stored the event and answered (`payments.inbox`); its task read the event's truth
@@ -468,7 +468,6 @@ def record_received_gateway_event(inbox_id: int, event: GatewayEvent) -> str:
     inbox row no longer RECEIVED and changes nothing (DUPLICATE). Events are forward-only: a decline
     arriving after the payment is ignored, never a downgrade.
     """
-    inbox = GatewayWebhookEvent.objects.get(pk=inbox_id)
     reference = event.client_reference
     with transaction.atomic(durable=True):
         # Lock order: the payment request first (as every transition does), then the inbox row.
@@ -479,7 +478,7 @@ def record_received_gateway_event(inbox_id: int, event: GatewayEvent) -> str:
             if reference.isdigit() and len(reference) < 19
             else None
         )
-        inbox = GatewayWebhookEvent.objects.select_for_update(no_key=True).get(pk=inbox_id)
+        inbox = GatewayWebhookEvent.objects.select_for_update(no_key=True).get(pk=inbox.pk)
         if inbox.outcome != Outcome.RECEIVED:
             return DUPLICATE
         if payment_request is None:

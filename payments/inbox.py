@@ -49,10 +49,10 @@ def store_event(
 def process_stored_event(inbox_id: int) -> str:
     """Apply one stored event once (the task's body). Stripe's events are checked with Stripe first; the
     sandbox's carry their own truth. Returns the outcome, or DUPLICATE if it was already processed."""
-    gateway_name, payload = GatewayWebhookEvent.objects.values_list("gateway", "payload").get(pk=inbox_id)
-    if gateway_name == stripe_inbox.GATEWAY:
-        return stripe_inbox.process_stored_event(inbox_id)
-    return actions.record_received_gateway_event(inbox_id, sandbox.event_from_payload(payload))
+    stored = GatewayWebhookEvent.objects.get(pk=inbox_id)
+    if stored.gateway == stripe_inbox.GATEWAY:
+        return stripe_inbox.process_stored_event(stored)
+    return actions.record_received_gateway_event(stored, sandbox.event_from_payload(stored.payload))
 
 
 def stuck_events(now=None):

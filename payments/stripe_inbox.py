@@ -63,9 +63,8 @@ def _matching_request(request_id: str, stripe_object: str, event_type: str) -> P
     return payment_request
 
 
-def process_stored_event(inbox_id: int) -> str:
-    """Learn what a stored event means and apply it once (the Celery task's body)."""
-    inbox = GatewayWebhookEvent.objects.get(pk=inbox_id)
+def process_stored_event(inbox: GatewayWebhookEvent) -> str:
+    """Learn what a stored Stripe event means and apply it once (the task's body, via `payments.inbox`)."""
     if inbox.outcome != Outcome.RECEIVED:
         return actions.DUPLICATE
     event = inbox.payload
@@ -100,7 +99,7 @@ def process_stored_event(inbox_id: int) -> str:
         result = GatewayEvent(
             event_id=inbox.event_id, kind=EventKind.OTHER, type=inbox.event_type, client_reference=request_id
         )
-    return actions.record_received_gateway_event(inbox.pk, result)
+    return actions.record_received_gateway_event(inbox, result)
 
 
 def _try_again_later(inbox: GatewayWebhookEvent) -> str:
@@ -144,7 +143,7 @@ def settle_checkout(payment_request_id: int, *, why: str) -> str:
     )
     if not created and inbox.outcome != Outcome.RECEIVED:
         return actions.DUPLICATE
-    return actions.record_received_gateway_event(inbox.pk, result)
+    return actions.record_received_gateway_event(inbox, result)
 
 
 def requests_to_reconcile(now=None):

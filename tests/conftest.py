@@ -1,5 +1,7 @@
 """Shared fixtures: people in each role (alice/bob the agents, sam the supervisor), and the live layer."""
 
+from contextlib import contextmanager
+
 import pytest
 from channels.layers import get_channel_layer
 
@@ -50,15 +52,23 @@ def channel_layer():
     return get_channel_layer()
 
 
-@pytest.fixture
-def celery_eager():
+@contextmanager
+def eager_celery():
     """Queued tasks run in-process when queued (their on-commit hooks still decide when that is)."""
     from chatdesk.celery import app
 
     saved = app.conf.task_always_eager, app.conf.task_eager_propagates
     app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    yield
-    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
+@pytest.fixture
+def celery_eager():
+    with eager_celery():
+        yield
 
 
 @pytest.hookimpl(trylast=True)

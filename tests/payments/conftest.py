@@ -20,6 +20,7 @@ from payments.gateways import sandbox
 from payments.gateways.base import GatewayEvent
 from payments.lifecycle import Status
 from payments.models import GatewayWebhookEvent, PaymentRequest, hash_token
+from tests.conftest import eager_celery
 from tests.factories import PaymentRequestFactory
 
 SITE = "http://testserver/"
@@ -104,15 +105,8 @@ def post_webhook(client: Client, body: bytes, *, signature: str | None = None):
 @contextmanager
 def tasks_run_inline():
     """Tasks queued on commit inside the block run at its end, in-process, as a worker would run them."""
-    from chatdesk.celery import app
-
-    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    try:
-        with TestCase.captureOnCommitCallbacks(execute=True):
-            yield
-    finally:
-        app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+    with eager_celery(), TestCase.captureOnCommitCallbacks(execute=True):
+        yield
 
 
 def deliver(body: bytes):
@@ -140,7 +134,7 @@ def apply_gateway_event(event: GatewayEvent) -> str:
             )
     except IntegrityError:
         return actions.DUPLICATE
-    return actions.record_received_gateway_event(stored.pk, event)
+    return actions.record_received_gateway_event(stored, event)
 
 
 @pytest.fixture
