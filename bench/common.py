@@ -12,6 +12,7 @@ import contextlib
 import http.client
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -134,6 +135,13 @@ class Proc:
     @property
     def pid(self) -> int:
         return self.popen.pid
+
+    def pause(self) -> None:
+        """Stop the whole process group (a prefork worker's children too) until resume(): it takes no CPU."""
+        os.killpg(self.popen.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.popen.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         from chatdesk.embedded import _terminate

@@ -793,16 +793,22 @@ async def b5_webhooks(servers: Servers, agents: list[dict], profile: dict) -> No
         )
 
     trivial_rps = await trivial_view(servers.http_port)  # this run's baseline, on the server B5 uses
-    first_sent = time.monotonic()
-    rps, closed_lat, closed_status = await common.closed_loop(
-        servers.http_port, make_request, concurrency=16, seconds=seconds
-    )
+    worker_elsewhere = profile["webhook_worker"] == "elsewhere"
+    if worker_elsewhere:  # as if on another host: it takes nothing from the web core while the requests run
+        servers.worker.pause()
     rate = profile["webhook_open_rate"]
-    open_lat, open_status = await common.open_loop(
-        servers.http_port, make_request, rate=rate, seconds=seconds
-    )
-
-    last_sent = time.monotonic()
+    try:
+        first_sent = time.monotonic()
+        rps, closed_lat, closed_status = await common.closed_loop(
+            servers.http_port, make_request, concurrency=16, seconds=seconds
+        )
+        open_lat, open_status = await common.open_loop(
+            servers.http_port, make_request, rate=rate, seconds=seconds
+        )
+        last_sent = time.monotonic()
+    finally:
+        if worker_elsewhere:
+            servers.worker.resume()
 
     def unapplied() -> int:
         return GatewayWebhookEvent.objects.filter(event_id__startswith=run, outcome="received").count()
@@ -818,9 +824,12 @@ async def b5_webhooks(servers: Servers, agents: list[dict], profile: dict) -> No
         return stored, twice
 
     stored, twice = await in_thread(check)
-    applied_rate = (stored - left) / (drained - first_sent)
+    # A paused worker starts applying when the requests end; a running one when they begin.
+    applied_rate = (stored - left) / (drained - (last_sent if worker_elsewhere else first_sent))
     statuses = {k: closed_status.get(k, 0) + open_status.get(k, 0) for k in {*closed_status, *open_status}}
-    say(f"B5 webhooks on {servers.http_server} (10 % duplicates, 5 % bad signatures): closed loop {rps:.0f} req/s "
+    worker_where = "paused until the last request" if worker_elsewhere else "running beside the server"
+    say(f"B5 webhooks on {servers.http_server}, worker {worker_where} (10 % duplicates, 5 % bad signatures): "
+        f"closed loop {rps:.0f} req/s "
         f"(16 connections, {rps / trivial_rps:.2f}× the trivial view's {trivial_rps:.0f} rps on the same server; "
         f"target ≥ 1,000), {summary_ms(closed_lat)}")  # fmt: skip
     say(
@@ -830,8 +839,11 @@ async def b5_webhooks(servers: Servers, agents: list[dict], profile: dict) -> No
         f"{expected['dup']} duplicates; inbox rows {stored} for {len(unique_valid)} distinct valid events; "
         f"requests paid twice: {twice} (must be 0)")  # fmt: skip
     say(f"   applied by the worker: {stored - left} of {stored} stored events, the last {drained - last_sent:.1f} s "
-        f"after the last request ({applied_rate:.0f} events/s from the first request); not applied: {left}")  # fmt: skip
-    record("B5", {"trivial_rps": trivial_rps, "closed_rps": rps, "closed_p99_ms": pct(closed_lat, 99), "open_rate": rate,
+        f"after the last request ({applied_rate:.0f} events/s from the "
+        f"{'last' if worker_elsewhere else 'first'} request); "
+        f"not applied: {left}")  # fmt: skip
+    record("B5", {"worker": profile["webhook_worker"], "trivial_rps": trivial_rps, "closed_rps": rps,
+                  "closed_p99_ms": pct(closed_lat, 99), "open_rate": rate,
                   "open_p50_ms": pct(open_lat, 50), "open_p99_ms": pct(open_lat, 99), "statuses": statuses,
                   "inbox_rows": stored, "distinct_valid": len(unique_valid), "paid_twice": twice,
                   "applied_per_s": applied_rate, "drain_s": drained - last_sent, "not_applied": left})  # fmt: skip
@@ -1026,8 +1038,15 @@ def main() -> int:
         type=int,
         help="override B5's open-loop rate in req/s (500, the target's, overloads this machine; e.g. 40)",
     )
+    parser.add_argument(
+        "--webhook-worker",
+        choices=("beside", "elsewhere"),
+        default="beside",
+        help="B5's Celery worker: running beside the server on its core (default), or paused while the "
+        "requests run and resumed to apply them, as a worker on another host would take nothing from the web core",
+    )
     args = parser.parse_args()
-    profile = dict(PROFILES[args.profile])
+    profile = dict(PROFILES[args.profile], webhook_worker=args.webhook_worker)
     if args.webhook_seconds:
         profile["webhook_seconds"] = args.webhook_seconds
     if args.webhook_rate:
