@@ -277,6 +277,31 @@ def create_agents(count: int) -> list[dict]:
     ]
 
 
+def held_conversations(agents: list[dict], count: int) -> list:
+    """`count` picks, round robin, of the conversations the held desks have open."""
+    from desk.models import Conversation
+
+    conversations = list(Conversation.objects.filter(pk__in=[a["conversation"] for a in agents]))
+    return [conversations[n % len(conversations)] for n in range(count)]
+
+
+def unwatched_conversations(agents: list[dict], count: int) -> list:
+    """`count` new open conversations, assigned round robin to the agents, that no desk has open."""
+    from django.utils import timezone
+
+    from desk.models import Conversation, Customer
+
+    now = timezone.now()
+    customers = Customer.objects.bulk_create(
+        Customer(name=f"Campaign customer {n}", phone="+27821234567") for n in range(count)
+    )
+    return Conversation.objects.bulk_create(
+        Conversation(customer=c, status=Conversation.Status.OPEN, accepted_at=now, last_activity_at=now,
+                     assigned_agent_id=agents[n % len(agents)]["user"])
+        for n, c in enumerate(customers)
+    )  # fmt: skip
+
+
 def create_requests(conversations, *, status: str, prefix: str, deadline=None) -> list:
     """Payment requests (with their link messages) as `payments.actions` would have left them."""
     from django.utils import timezone
@@ -650,23 +675,10 @@ async def b4_expiry(
     figure is then the rows')."""
     from django.utils import timezone
 
-    from desk.models import Conversation, Customer
     from payments.models import PaymentRequest
 
     def make() -> list[int]:
-        if watched:
-            conversations = list(Conversation.objects.filter(pk__in=[a["conversation"] for a in agents]))
-            picked = [conversations[n % len(conversations)] for n in range(count)]
-        else:
-            now = timezone.now()
-            customers = Customer.objects.bulk_create(
-                Customer(name=f"Campaign customer {n}", phone="+27821234567") for n in range(count)
-            )
-            picked = Conversation.objects.bulk_create(
-                Conversation(customer=c, status=Conversation.Status.OPEN, accepted_at=now, last_activity_at=now,
-                             assigned_agent_id=agents[n % len(agents)]["user"])
-                for n, c in enumerate(customers)
-            )  # fmt: skip
+        picked = held_conversations(agents, count) if watched else unwatched_conversations(agents, count)
         return [pr.pk for pr in create_requests(picked, status="sent", prefix="EXP")]
 
     ids = await in_thread(make)
@@ -744,16 +756,22 @@ async def b5_webhooks(servers: Servers, agents: list[dict], profile: dict) -> No
     from django.db.models import Count
     from django.utils import timezone
 
-    from desk.models import Conversation
     from payments.gateways.sandbox import SIGNATURE_HEADER, sign
     from payments.models import GatewayWebhookEvent, PaymentEvent
 
     seconds = profile["webhook_seconds"]
     wanted = int(seconds * (profile["webhook_open_rate"] + 800))
+    worker_elsewhere = profile["webhook_worker"] == "elsewhere"
 
     def make() -> list[int]:
-        conversations = list(Conversation.objects.filter(pk__in=[a["conversation"] for a in agents]))
-        picked = [conversations[n % len(conversations)] for n in range(wanted)]
+        # With the worker beside the server, each apply's card reaches a held desk. With it elsewhere the
+        # figure is the endpoint's alone: new conversations, so that the held ones (and the next run's
+        # B1 snapshots, in an A/B) do not grow by thousands of cards.
+        picked = (
+            unwatched_conversations(agents, wanted)
+            if worker_elsewhere
+            else held_conversations(agents, wanted)
+        )
         return [pr.pk for pr in create_requests(picked, status="clicked", prefix="HOOK")]
 
     ids = await in_thread(make)
@@ -793,7 +811,6 @@ async def b5_webhooks(servers: Servers, agents: list[dict], profile: dict) -> No
         )
 
     trivial_rps = await trivial_view(servers.http_port)  # this run's baseline, on the server B5 uses
-    worker_elsewhere = profile["webhook_worker"] == "elsewhere"
     if worker_elsewhere:  # as if on another host: it takes nothing from the web core while the requests run
         servers.worker.pause()
     rate = profile["webhook_open_rate"]
