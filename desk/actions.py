@@ -6,7 +6,6 @@ on commit. Views, consumers, tasks, admin actions and `seed_demo` all call these
 
 from dataclasses import dataclass
 
-import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -15,7 +14,7 @@ from django.utils import timezone
 
 from . import realtime
 from .messaging import outbox
-from .models import Conversation, Customer, Message
+from .models import Conversation, Customer, Message, as_e164
 
 
 @dataclass(frozen=True)
@@ -32,13 +31,10 @@ def display_name(user) -> str:
 
 def normalize_phone(raw: str) -> str:
     """Parse a phone number typed by a person and return it in E.164, or raise ValidationError."""
-    try:
-        number = phonenumbers.parse(raw, settings.DESK_DEFAULT_PHONE_REGION)
-    except phonenumbers.NumberParseException:
-        raise ValidationError("Enter a valid phone number, e.g. +27 82 123 4567.") from None
-    if not phonenumbers.is_valid_number(number):
+    number = as_e164(raw, settings.DESK_DEFAULT_PHONE_REGION)
+    if number is None:
         raise ValidationError("Enter a valid phone number, e.g. +27 82 123 4567.")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return number
 
 
 EMPTY_MESSAGE_ERROR = "Type a message first."

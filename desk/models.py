@@ -20,17 +20,21 @@ def new_customer_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def as_e164(raw: str, region: str | None) -> str | None:
+    """`raw` in E.164 if phonenumbers knows it for a valid number, else None. Without a leading `+` it is read
+    as a number of `region`; with no region it must have one."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
 def validate_e164(value: str) -> None:
     """A phone number as stored: E.164 (`+` and digits) and a number phonenumbers knows to be valid."""
-    try:
-        number = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException:
-        number = None
-    if (
-        number is None
-        or not phonenumbers.is_valid_number(number)
-        or phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) != value
-    ):
+    if as_e164(value, None) != value:
         raise ValidationError("Enter a valid phone number in E.164 form, e.g. +27821234567.", code="invalid")
 
 

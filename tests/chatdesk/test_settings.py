@@ -167,7 +167,9 @@ class TestValuesAreRead:
         assert "pool" not in unpooled.stdout
 
     def test_the_channel_layer_is_chosen_by_the_environment(self):
-        show = SETUP + "; from django.conf import settings as s; print(s.CHANNEL_LAYERS['default']['BACKEND'])"
+        show = (
+            SETUP + "; from django.conf import settings as s; print(s.CHANNEL_LAYERS['default']['BACKEND'])"
+        )
 
         classic = _python(show, CHANNEL_LAYER=None)
         pubsub = _python(show, CHANNEL_LAYER="redis-pubsub")

@@ -99,4 +99,3 @@ class TestMessages:
         ConversationFactory(status="open", assigned_agent=alice)
         actions.receive_customer_message(older.pk, body="Still there?")
         assert Conversation.objects.filter(assigned_agent=alice).first() == older
-

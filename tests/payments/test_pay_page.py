@@ -71,6 +71,13 @@ class TestOpeningTheLink:
         assert alices_conversation.customer.phone not in html
         assert_private(response)
 
+    def test_the_merchant_heads_the_page_not_the_desk(self, link):
+        _, token = link
+        BusinessProfile.objects.update_or_create(pk=1, defaults={"name": "Acme Tickets"})
+        html = customer().get(f"/pay/{token}/").content.decode()
+        assert '<span class="brand">Acme Tickets</span>' in html
+        assert "Chat Desk" not in html  # no desk brand, and no link to the agents' home page
+
     def test_a_get_never_changes_anything_and_the_page_registers_the_click_itself(self, link):
         payment_request, token = link
         html = customer().get(f"/pay/{token}/").content.decode()

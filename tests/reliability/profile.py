@@ -1,8 +1,8 @@
 """The suite's two profiles and its figures.
 
-`make test` runs the quick profile (small N, inside CI's budget); `make reliability` sets CHATDESK_PROFILE=long
-(the issue's N) and writes every figure the run printed to docs/reliability.md, with the versions and the
-machine, so a reviewer can re-run one command and compare.
+`make test` runs the quick profile (small N, inside CI's budget); `make reliability` sets
+CHATDESK_PROFILE=long (the issue's N) and writes every figure the run printed to docs/reliability.md, with the
+versions and the machine, so a reviewer can re-run one command and compare.
 """
 
 from __future__ import annotations
@@ -93,11 +93,12 @@ def write_report(duration_seconds: float, outcome: str, pytest_args: Sequence[st
         "Written by `make reliability` (CHATDESK_PROFILE=long: `tests/reliability/` and `tests/security/`).",
         "Every number below is one the run printed as a `[figure]` line; re-run the command to check them.",
         "",
-        f"- Run: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, profile `{PROFILE}`, {duration_seconds:.0f} s, "
-        f"pytest outcome: {outcome}",
+        f"- Run: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, profile `{PROFILE}`, "
+        f"{duration_seconds:.0f} s, pytest outcome: {outcome}",
         f"- Command: `CHATDESK_PROFILE={PROFILE} python -m chatdesk.embedded test {' '.join(pytest_args)}`",
         f"- Commit: {_commit()}",
-        f"- Machine: {platform.platform()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}",
+        f"- Machine: {platform.platform()}, {os.cpu_count()} CPUs, "
+        f"{platform.processor() or platform.machine()}",
     ]
     for name, value in {**_versions(), **_environment}.items():
         lines.append(f"- {name}: {value}")

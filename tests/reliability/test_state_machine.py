@@ -238,7 +238,7 @@ class ChatToPay(RuleBasedStateMachine):
 
     @rule(pk=requests, approved=st.booleans(), target=events)
     def pay(self, pk, approved):
-        """The customer submits the gateway's form; the gateway's verdict becomes a webhook event to deliver."""
+        """The customer submits the gateway's form; its verdict becomes a webhook event to deliver."""
         model = self.model[pk]
         result = actions.record_payment_attempt(pk, payment_method={"brand": "visa", "last4": "4242"})
         if model.status != Status.CLICKED or model.overdue(self.now):

@@ -1,5 +1,5 @@
-"""Signature fuzzing of every endpoint under /webhooks/: mutated bodies, headers, secrets and timestamps are all
-refused with 400, genuine deliveries mixed in between are all accepted, and nothing answers 5xx.
+"""Signature fuzzing of every endpoint under /webhooks/: mutated bodies, headers, secrets and timestamps are
+all refused with 400, genuine deliveries mixed in between are all accepted, and nothing answers 5xx.
 
 Every webhook URL in the URLconf must have a signer here (a new endpoint without one fails). Mutations are
 seeded (the seed is printed), so a failure replays exactly.
@@ -288,7 +288,7 @@ def test_a_replayed_genuine_delivery_is_a_no_op_within_tolerance_and_refused_aft
 
 @pytest.mark.parametrize("shift", ["future", "two timestamps"])
 def test_stripe_refuses_a_post_dated_signature_and_a_header_with_two_timestamps(webhook_secrets, shift):
-    """Regression: stripe-python checks only that a timestamp is not too old, and reads the first of several."""
+    """Regression: stripe-python only checks that a timestamp is not too old, and reads the first of many."""
     body = genuine("stripe", random.Random(1)).body
     now = int(time.time())
     if shift == "future":
