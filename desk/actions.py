@@ -50,12 +50,14 @@ def clean_message_body(raw: str) -> str:
     return body
 
 
-def _touch(conversation_id: int) -> Conversation:
-    """Bump the conversation's version and activity time, and return it fresh."""
-    Conversation.objects.filter(pk=conversation_id).update(
-        version=F("version") + 1, last_activity_at=timezone.now()
+def _locked_for_posting(conversation_id: int) -> Conversation:
+    """The conversation with its customer, locked until commit so that `_post_message` may count on the
+    version it read (DoesNotExist if there is none)."""
+    return (
+        Conversation.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("customer")
+        .get(pk=conversation_id)
     )
-    return Conversation.objects.select_related("customer").get(pk=conversation_id)
 
 
 @transaction.atomic
@@ -94,7 +96,7 @@ def accept_conversation(conversation_id: int, *, agent) -> Conversation:
     )
     if not taken:
         raise Refusal("Another agent has already accepted this chat.")
-    conversation = Conversation.objects.get(pk=conversation_id)
+    conversation = Conversation.objects.select_related("customer").get(pk=conversation_id)
     message = _post_message(
         conversation,
         direction=Message.Direction.INTERNAL,
@@ -109,6 +111,9 @@ def accept_conversation(conversation_id: int, *, agent) -> Conversation:
 def _post_message(
     conversation: Conversation, *, direction: str, body: str, author=None, kind=None
 ) -> Message:
+    """Add a message and bump the conversation's version and activity time. `conversation` is a row this
+    transaction holds locked, read after its last write (`_locked_for_posting`, or a guarded update and a
+    read), so the version it carries is the current one: one update, no re-read."""
     message = Message.objects.create(
         conversation=conversation,
         direction=direction,
@@ -116,7 +121,9 @@ def _post_message(
         body=body,
         kind=kind or Message.Kind.TEXT,
     )
-    conversation = _touch(conversation.pk)
+    conversation.version += 1
+    conversation.last_activity_at = timezone.now()
+    conversation.save(update_fields=["version", "last_activity_at"])
     message.conversation = conversation
     realtime.publish_message_created(message)
     return message
@@ -126,7 +133,7 @@ def _post_message(
 def send_agent_message(conversation_id: int, *, agent, body: str) -> Message:
     """An agent's reply in their own open conversation (validated here)."""
     body = clean_message_body(body)
-    conversation = Conversation.objects.select_for_update(no_key=True).get(pk=conversation_id)
+    conversation = _locked_for_posting(conversation_id)
     if conversation.status != Conversation.Status.OPEN or conversation.assigned_agent_id != agent.pk:
         raise Refusal("Only the agent who accepted this chat can reply while it is open.")
     message = _post_message(conversation, direction=Message.Direction.OUTBOUND, body=body, author=agent)
@@ -138,7 +145,7 @@ def send_agent_message(conversation_id: int, *, agent, body: str) -> Message:
 def receive_customer_message(conversation_id: int, *, body: str) -> Message:
     """A message from the customer (web chat, or later a channel webhook), validated here."""
     body = clean_message_body(body)
-    conversation = Conversation.objects.select_for_update(no_key=True).get(pk=conversation_id)
+    conversation = _locked_for_posting(conversation_id)
     if conversation.status == Conversation.Status.CLOSED:
         raise Refusal("This chat has ended. Start a new chat to talk to us again.")
     return _post_message(conversation, direction=Message.Direction.INBOUND, body=body)
@@ -147,7 +154,7 @@ def receive_customer_message(conversation_id: int, *, body: str) -> Message:
 @transaction.atomic
 def post_system_message(conversation_id: int, *, body: str, kind: str = Message.Kind.SYSTEM) -> Message:
     """A desk event shown in the transcript to both sides (e.g. a payment confirmation)."""
-    conversation = Conversation.objects.select_for_update(no_key=True).get(pk=conversation_id)
+    conversation = _locked_for_posting(conversation_id)
     return _post_message(conversation, direction=Message.Direction.INTERNAL, body=body, kind=kind)
 
 
@@ -164,7 +171,7 @@ def post_outbound_message(
     """A message to the customer written by the desk itself (a Chat 2 Pay link, notice or confirmation),
     whatever the conversation's status. On WhatsApp/SMS its outbox row is written here too (`purpose` and
     `template_variables` pick the approved template used outside WhatsApp's 24-hour window)."""
-    conversation = Conversation.objects.select_for_update(no_key=True).get(pk=conversation_id)
+    conversation = _locked_for_posting(conversation_id)
     message = _post_message(
         conversation, direction=Message.Direction.OUTBOUND, body=body, author=author, kind=kind
     )
@@ -180,7 +187,7 @@ def close_conversation(conversation_id: int, *, agent) -> Conversation:
     ).update(status=Conversation.Status.CLOSED, closed_at=timezone.now())
     if not closed:
         raise Refusal("Only the agent who accepted this chat can close it, and only while it is open.")
-    conversation = Conversation.objects.get(pk=conversation_id)
+    conversation = Conversation.objects.select_related("customer").get(pk=conversation_id)
     message = _post_message(
         conversation,
         direction=Message.Direction.INTERNAL,

@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chatdesk import event_loop
+from desk import actions as desk_actions
 from desk.consumers import _conversation_ops
 from desk.realtime import conversation_group
 from payments import actions, realtime
@@ -37,7 +38,10 @@ WEBHOOK_REQUEST_QUERIES = 3
 # Its task: read the row, lock the request and the row, update, history, confirmation message, its
 # conversation, the integrations outbox (api.outbox): which webhook endpoints subscribe to the event; and the
 # pushed card's money-waiting note, read once by the task where each open page's socket used to read it.
-WEBHOOK_TASK_QUERIES = 19
+WEBHOOK_TASK_QUERIES = 17
+# A message posted to a conversation (an agent's reply): lock the conversation (with its customer), insert the
+# message, bump the version on the locked row, + the test transaction's savepoints. No re-read.
+REPLY_QUERIES = 5
 # per sweep batch, whatever its size: the two due-queries, one update, one history insert, the outbox's
 # subscriptions, the expired cards' money-waiting notes, and the test transaction's savepoints
 SWEEP_QUERIES = 8
@@ -183,6 +187,20 @@ def test_a_signed_webhook_is_stored_then_applied_within_its_query_budgets(
     assert len(task) <= WEBHOOK_TASK_QUERIES, [q["sql"] for q in task]
     # The card change, and the confirmation message in the transcript: one hop each
     assert layer.hops <= 2
+
+
+def test_an_agent_reply_costs_a_lock_an_insert_and_an_update(
+    layer, django_capture_on_commit_callbacks, alice, alices_conversation
+):
+    version = alices_conversation.version
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
+        message = desk_actions.send_agent_message(alices_conversation.pk, agent=alice, body="On its way.")
+    assert len(queries) <= REPLY_QUERIES, [q["sql"] for q in queries]
+    # The version it published is the row's: the next page to ask sees this message's change
+    alices_conversation.refresh_from_db()
+    assert message.conversation.version == alices_conversation.version == version + 1
+    assert message.conversation.customer == alices_conversation.customer
+    assert {group for group, _ in layer.sends} >= {conversation_group(alices_conversation.pk)}
 
 
 def test_a_desk_snapshot_does_not_query_per_payment_card(alice, alices_conversation):
