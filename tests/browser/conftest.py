@@ -16,6 +16,7 @@ How to write one (see test_desk_flow.py):
 
 Fixtures (details in each docstring):
 - `daphne_server` (module): the live web server; `.url`, `.restart()`, `.log_tail()`.
+- `site_url` (module): the base URL of the pages: Daphne's, unless a module puts a proxy in front.
 - `celery_worker_and_beat` (module): a worker (`--pool solo`) and beat; started only if a test asks for it.
 - `live_server_env` (module): extra environment for those processes; override it in a test module, e.g.
   short Chat 2 Pay windows. Daphne and Celery are started once per module with it.
@@ -212,24 +213,30 @@ def playwright_browser(chromium_executable: str) -> Iterator[Browser]:
             playwright.stop()
 
 
+@pytest.fixture(scope="module")
+def site_url(daphne_server: DaphneServer) -> str:
+    """Where the pages' relative URLs go: the live Daphne. A module may override it to put something in
+    front (test_production_shape.py: nginx, with gunicorn for the HTTP)."""
+    return daphne_server.url
+
+
 @pytest.fixture
 def new_page(
-    playwright_browser: Browser, daphne_server: DaphneServer, transactional_db, request, tmp_path_factory
+    playwright_browser: Browser, site_url: str, transactional_db, request, tmp_path_factory
 ) -> Iterator[Callable[[str], Page]]:
     """Factory: `new_page("customer")` opens a page in its own fresh browser context (own cookies/session).
 
-    Relative URLs go to the live Daphne (`page.goto("/chat/")`). Each page records uncaught JavaScript
-    errors and alert/prompt dialogs: the test fails at teardown if any happened, so an injected script or
-    a broken realtime.js cannot pass unnoticed; confirm() dialogs (hx-confirm) are accepted. When the test
-    fails, a screenshot of every page is saved and its path printed. Contexts close when the test ends.
+    Relative URLs go to `site_url`, the live Daphne unless the module says otherwise (`page.goto("/chat/")`).
+    Each page records uncaught JavaScript errors and alert/prompt dialogs: the test fails at teardown if any
+    happened, so an injected script or a broken realtime.js cannot pass unnoticed; confirm() dialogs
+    (hx-confirm) are accepted. When the test fails, a screenshot of every page is saved and its path
+    printed. Contexts close when the test ends.
     """
     contexts: list[tuple[str, BrowserContext, Page]] = []
     problems: list[str] = []
 
     def make(label: str) -> Page:
-        context = playwright_browser.new_context(
-            base_url=daphne_server.url, viewport={"width": 1280, "height": 800}
-        )
+        context = playwright_browser.new_context(base_url=site_url, viewport={"width": 1280, "height": 800})
         context.set_default_timeout(TIMEOUT_MS)
         page = context.new_page()
         page.on("pageerror", lambda error: problems.append(f"{label}: uncaught JavaScript error: {error}"))

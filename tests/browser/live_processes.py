@@ -130,6 +130,14 @@ class LiveProcess:
             time.sleep(0.1)
 
 
+def login_page_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/accounts/login/", timeout=2) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
 class DaphneServer(LiveProcess):
     """Daphne serving `chatdesk.asgi:application` on 127.0.0.1:<free port>; `url` is its base URL."""
 
@@ -139,22 +147,71 @@ class DaphneServer(LiveProcess):
         command = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "chatdesk.asgi:application"]
         super().__init__("daphne", command, env=env, log_path=log_path)
 
-    def _answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=2) as response:
-                return response.status == 200
-        except (OSError, urllib.error.URLError):
-            return False
-
     def start(self) -> None:
         """Start Daphne and return once the login page answers 200."""
         super().start()
-        self.wait_until(self._answers, "HTTP answer")
+        self.wait_until(lambda: login_page_answers(self.url), "HTTP answer")
 
     def restart(self) -> None:
         """Stop Daphne and start it again on the same port (open pages lose their sockets and reconnect)."""
         self.stop()
         self.start()
+
+
+class GunicornServer(LiveProcess):
+    """gunicorn serving `chatdesk.wsgi:application` with threads, as docker-compose.yml's `http` does."""
+
+    def __init__(self, *, env: Mapping[str, str], log_path: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [str(BIN / "gunicorn"), "chatdesk.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
+                   "--worker-class", "gthread", "--workers", "1", "--threads", "8"]  # fmt: skip
+        super().__init__("gunicorn", command, env=env, log_path=log_path)
+
+    def start(self) -> None:
+        """Start gunicorn and return once the login page answers 200."""
+        super().start()
+        self.wait_until(lambda: login_page_answers(self.url), "HTTP answer")
+
+
+class NginxProxy(LiveProcess):
+    """nginx with the repository's `deploy/nginx.conf`, as docker-compose.yml's `proxy`: only the upstreams'
+    addresses (`http:8000`, `web:8000`) and the listening port are rewritten. `url` is its base URL."""
+
+    def __init__(
+        self, nginx: str, *, http_port: int, websocket_port: int, run_dir: Path, log_path: Path
+    ) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        site = (ROOT / "deploy" / "nginx.conf").read_text()
+        for production, here in (
+            ("server http:8000;", f"server 127.0.0.1:{http_port};"),
+            ("server web:8000;", f"server 127.0.0.1:{websocket_port};"),
+            ("listen 8000;", f"listen 127.0.0.1:{self.port};"),
+        ):
+            if production not in site:
+                raise RuntimeError(f"deploy/nginx.conf no longer has {production!r}: update NginxProxy")
+            site = site.replace(production, here)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "site.conf").write_text(site)
+        # The image's main config, reduced: the proxy's own files under run_dir, its errors to the log file.
+        temp_paths = "".join(
+            f"  {kind}_temp_path {run_dir}/{kind};\n"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        (run_dir / "nginx.conf").write_text(
+            ("user root;\n" if os.geteuid() == 0 else "")
+            + f"worker_processes 1;\npid {run_dir}/nginx.pid;\nerror_log stderr warn;\ndaemon off;\n"
+            + f"events {{}}\nhttp {{\n  access_log {run_dir}/access.log;\n{temp_paths}"
+            + f"  include {run_dir}/site.conf;\n}}\n"
+        )
+        command = [nginx, "-p", str(run_dir), "-c", str(run_dir / "nginx.conf")]
+        super().__init__("nginx", command, env=os.environ, log_path=log_path)
+
+    def start(self) -> None:
+        """Start nginx and return once the login page answers 200 through it."""
+        super().start()
+        self.wait_until(lambda: login_page_answers(self.url), "HTTP answer")
 
 
 class CeleryProcesses:
