@@ -97,3 +97,16 @@ def call_in_thread(function: Callable[..., T], *args, **kwargs) -> T:
 
     with ThreadPoolExecutor(max_workers=1) as executor:
         return executor.submit(call).result()
+
+
+def card(page: Page, order_number: str):
+    """The Chat 2 Pay card of an order, as the desk shows it (its `data-status` follows the request)."""
+    return page.locator(f'[data-order-number="{order_number}"]')
+
+
+def pay_with_good_test_card(pay_page: Page) -> None:
+    """Fill the sandbox's form with the test card that is approved, and press Pay."""
+    pay_page.get_by_label("Card number").fill("4242 4242 4242 4242")
+    pay_page.get_by_label("Expiry").fill("12/34")
+    pay_page.get_by_label("CVC").fill("123")
+    pay_page.get_by_role("button", name=re.compile(r"^Pay")).click()

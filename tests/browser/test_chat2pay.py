@@ -12,15 +12,18 @@ from playwright.sync_api import Page, expect
 
 from desk import actions as desk_actions
 from payments import actions
-from tests.browser.pages import call_in_thread, expect_live, expect_not_reloaded, mark_page_as_not_reloaded
+from tests.browser.pages import (
+    call_in_thread,
+    card,
+    expect_live,
+    expect_not_reloaded,
+    mark_page_as_not_reloaded,
+    pay_with_good_test_card,
+)
 
 pytestmark = pytest.mark.browser
 
 CUSTOMER = "Thandi Nkosi"
-
-
-def card(page: Page, order_number: str):
-    return page.locator(f'[data-order-number="{order_number}"]')
 
 
 def transcript(page: Page):
@@ -115,10 +118,7 @@ def test_the_agent_sends_a_link_and_the_customer_pays_it_while_the_card_follows_
 
     # When the customer pays with the good test card
     expect_live(pay_page)
-    pay_page.get_by_label("Card number").fill("4242 4242 4242 4242")
-    pay_page.get_by_label("Expiry").fill("12/34")
-    pay_page.get_by_label("CVC").fill("123")
-    pay_page.get_by_role("button", name=re.compile(r"^Pay")).click()
+    pay_with_good_test_card(pay_page)
 
     # Then the gateway's webhook makes it paid: on the pay page and on agent1's card, both live
     expect(pay_page.get_by_role("heading", name="Payment received")).to_be_visible()

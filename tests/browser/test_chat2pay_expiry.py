@@ -12,7 +12,13 @@ from playwright.sync_api import Page, expect
 
 from desk import actions as desk_actions
 from payments import actions
-from tests.browser.pages import call_in_thread, expect_live, expect_not_reloaded, mark_page_as_not_reloaded
+from tests.browser.pages import (
+    call_in_thread,
+    card,
+    expect_live,
+    expect_not_reloaded,
+    mark_page_as_not_reloaded,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -34,10 +40,6 @@ def _same_windows_here(settings):
     """Requests sent from this test process follow the live servers' windows."""
     settings.CHAT2PAY_CLICK_WINDOW_SECONDS = CLICK_WINDOW
     settings.CHAT2PAY_PAY_WINDOW_SECONDS = PAY_WINDOW
-
-
-def card(page: Page, order_number: str):
-    return page.locator(f'[data-order-number="{order_number}"]')
 
 
 def send_in_new_chat(agent, site_url: str, order_number: str):

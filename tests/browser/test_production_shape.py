@@ -21,7 +21,7 @@ from django.conf import settings
 from playwright.sync_api import Page, expect
 
 from tests.browser.live_processes import GunicornServer, NginxProxy, live_environment
-from tests.browser.pages import expect_live
+from tests.browser.pages import card, expect_live, pay_with_good_test_card
 
 CUSTOMER = "Naledi Dube"
 
@@ -66,10 +66,6 @@ def site_url(proxy: NginxProxy) -> str:
     return proxy.url
 
 
-def card(page: Page, order_number: str):
-    return page.locator(f'[data-order-number="{order_number}"]')
-
-
 def test_a_customer_pays_through_the_proxy_while_the_agents_card_follows_live(
     customer_page: Page, agent1_page: Page, proxy: NginxProxy, celery_worker_and_beat
 ):
@@ -103,10 +99,7 @@ def test_a_customer_pays_through_the_proxy_while_the_agents_card_follows_live(
     customer_page.goto(link)
     expect(card(agent1_page, "P-77")).to_have_attribute("data-status", "clicked")
     expect_live(customer_page)
-    customer_page.get_by_label("Card number").fill("4242 4242 4242 4242")
-    customer_page.get_by_label("Expiry").fill("12/34")
-    customer_page.get_by_label("CVC").fill("123")
-    customer_page.get_by_role("button", name=re.compile(r"^Pay")).click()
+    pay_with_good_test_card(customer_page)
 
     # Then the gateway's webhook (through the proxy, to gunicorn) makes it paid on both screens, live
     expect(customer_page.get_by_role("heading", name="Payment received")).to_be_visible()
