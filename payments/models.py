@@ -231,7 +231,8 @@ class GatewayWebhookEvent(models.Model):
     payload = models.JSONField()
     received_at = models.DateTimeField(auto_now_add=True)
     # An event that matches no request yet (it may have overtaken our own commit) stays RECEIVED and is tried
-    # again at `next_attempt_at`; after the last attempt it is UNMATCHED, flagged for a person.
+    # again at `next_attempt_at`; after the last attempt it is UNMATCHED, flagged for a person. A drain that
+    # claims an event sets it too: past it, a drain that died is presumed to have left the event undone.
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
 
@@ -243,6 +244,8 @@ class GatewayWebhookEvent(models.Model):
         indexes = [
             # The purge of processed events past the retention (and the admin's newest-first list).
             models.Index(fields=["received_at"], name="payments_webhook_received"),
+            # The drains' and the reconciler's events still to apply: a few rows, however long the inbox.
+            models.Index(fields=["id"], condition=Q(outcome="received"), name="payments_webhook_waiting"),
         ]
 
     def __str__(self) -> str:

@@ -13,8 +13,8 @@
    other mode, live vs test, or no request id) is UNMATCHED at once.
 4. `reconcile`: the beat task. Requests whose pay deadline passed a while ago with a Stripe session are
    asked about once the session is final, so a lost webhook or a lost task cannot leave money unaccounted
-   for (C3 #27); inbox rows stuck in RECEIVED (their task was lost with the broker) or due for another
-   matching attempt are queued again (`payments.inbox.stuck_events`)."""
+   for (C3 #27); inbox rows stuck in RECEIVED (their drain was lost with the broker) or due for another
+   matching attempt are drained again (`payments.inbox.has_stuck_events`)."""
 
 from __future__ import annotations
 

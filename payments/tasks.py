@@ -48,19 +48,13 @@ def deliver_sandbox_webhook_task(self, url: str, body: str, drop_first: bool = F
     post_webhook(url, body)
 
 
-# Each task re-reads its inbox row or request and is a no-op once done, so a retry or a redelivery (acks_late,
-# a lost worker) is harmless.
-@shared_task(
-    autoretry_for=(OSError, GatewayError),
-    retry_backoff=True,
-    retry_backoff_max=600,
-    max_retries=12,
-    acks_late=True,
-    reject_on_worker_lost=True,
-)
-def process_webhook_event_task(inbox_id: int) -> str:
-    """Apply one stored gateway webhook event (a Stripe event after asking Stripe for the session's state)."""
-    return inbox.process_stored_event(inbox_id)
+# A drain re-reads each inbox row and skips one already applied, so a redelivery (acks_late, a lost worker) is
+# harmless; an event it could not apply stays claimed until the reconciler wakes another drain for it.
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def drain_webhook_inbox_task() -> int:
+    """Apply the stored gateway webhook events waiting in the inbox (Stripe's after asking Stripe for the
+    session's state); queued once per burst by the webhooks (`inbox.wake_drain`). Returns how many."""
+    return inbox.drain()
 
 
 @shared_task
@@ -71,10 +65,10 @@ def purge_processed_webhook_events_task() -> int:
 
 @shared_task
 def reconcile_stripe_checkouts_task() -> int:
-    """Ask Stripe about requests past their pay deadline whose final state we have not seen; re-queue stored
-    events of any gateway whose task was lost. Returns how many requests were asked about."""
-    for inbox_id in inbox.stuck_events():
-        process_webhook_event_task.delay(inbox_id)
+    """Ask Stripe about requests past their pay deadline whose final state we have not seen; wake a drain for
+    stored events of any gateway that no drain is taking. Returns how many requests were asked about."""
+    if inbox.has_stuck_events():
+        drain_webhook_inbox_task.delay()
     asked = 0
     for payment_request_id in stripe_inbox.requests_to_reconcile():
         try:

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+import redis
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.test import Client, TestCase
 from django.utils import timezone
@@ -113,6 +115,12 @@ def deliver(body: bytes):
     """Post a signed body to /webhooks/sandbox/ and run the task it queued, as the gateway and a worker do."""
     with tasks_run_inline():
         return post_webhook(Client(), body)
+
+
+def queued_task_names() -> list[str]:
+    """The tasks waiting in the broker (the tests' own Redis db), as a worker would receive them."""
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    return [json.loads(message)["headers"]["task"] for message in broker.lrange("celery", 0, -1)]
 
 
 def outcome_of(body: bytes) -> str:

@@ -108,8 +108,8 @@ def stored_event(body: bytes) -> int:
 
 
 def test_the_same_webhook_delivered_three_times_at_once_pays_once(alice, conversation):
-    # Three deliveries at once store the event once; its task run three times at once (a redelivery beside
-    # the first run) applies it once: the inbox row's lock decides.
+    # Three deliveries at once store the event once; applying it three times at once (a redelivered drain
+    # beside the first) applies it once: the inbox row's lock decides.
     for _ in range(10):
         payment_request = make_request(Status.CLICKED, agent=alice, conversation=conversation)
         body = sandbox_event(payment_request)
@@ -123,6 +123,20 @@ def test_the_same_webhook_delivered_three_times_at_once_pays_once(alice, convers
         assert payment_request.events.filter(to_status=Status.PAID).count() == 1
         assert GatewayWebhookEvent.objects.filter(payment_request=payment_request).count() == 1
     assert Message.objects.filter(body__startswith="Payment received").count() == 10
+
+
+def test_three_drains_at_once_share_a_burst_and_apply_each_event_once(alice, conversation):
+    # A burst stored while the worker was busy, then three worker processes each start a drain at once
+    burst = [make_request(Status.CLICKED, agent=alice, conversation=conversation) for _ in range(45)]
+    for payment_request in burst:
+        post_webhook(Client(), sandbox_event(payment_request))
+    processed = race(*[inbox.drain] * 3)
+    # Each event was claimed by one drain only: the three together processed the 45 once
+    assert sum(processed) == 45
+    assert GatewayWebhookEvent.objects.filter(outcome="applied").count() == 45
+    paid = PaymentEvent.objects.filter(to_status=Status.PAID)
+    assert paid.count() == 45
+    assert paid.values("payment_request").distinct().count() == 45
 
 
 def test_a_late_decline_racing_the_payment_never_undoes_it(alice, conversation):

@@ -19,12 +19,12 @@ from django.core import checks
 from django.db import connection
 from django.utils import timezone
 
-from payments import actions, lifecycle, stripe_inbox, tasks
+from payments import actions, inbox, lifecycle, stripe_inbox, tasks
 from payments.apps import check_gateway_configuration
 from payments.gateways.base import GatewayError
 from payments.lifecycle import Reason, Status
 from payments.models import GatewayWebhookEvent, PaymentEvent, PaymentException, PaymentRequest
-from tests.payments.conftest import make_request, reload, send, token_of
+from tests.payments.conftest import make_request, post_webhook, reload, sandbox_event, send, token_of
 from tests.payments.stripe_standin import StripeStandIn
 
 pytestmark = pytest.mark.django_db
@@ -488,6 +488,34 @@ class TestReconciler:
         with time_machine.travel(
             timezone.now() + timedelta(seconds=settings.CHAT2PAY_RECONCILE_AFTER_SECONDS + 1)
         ):
+            tasks.reconcile_stripe_checkouts_task.apply()
+        assert reload(checkout).status == Status.PAID
+
+    def test_an_event_stripe_cannot_be_asked_about_waits_and_the_drain_goes_on(
+        self, checkout, stripe_api, client, settings, alice, alices_conversation
+    ):
+        # Given a completed checkout's event and, after it, a sandbox gateway's payment, both stored
+        event = stripe_api.event(
+            "checkout.session.completed", stripe_api.complete(checkout.gateway_reference)
+        )
+        body = json.dumps(event).encode()
+        header = stripe.WebhookSignature.generate_signature_header(body.decode(), NEW_SECRET)
+        client.post(
+            "/webhooks/stripe/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+        )
+        sandbox_request = make_request(Status.CLICKED, agent=alice, conversation=alices_conversation)
+        assert post_webhook(client, sandbox_event(sandbox_request)).status_code == 200
+        # When a drain runs while Stripe cannot be reached
+        settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # the discard port: refused
+        assert inbox.drain() == 2
+        # Then the Stripe event waits, and the one after it was applied all the same
+        assert reload(sandbox_request).status == Status.PAID
+        assert reload(checkout).status == Status.CLICKED
+        assert GatewayWebhookEvent.objects.get(gateway="stripe").outcome == "received"
+        # And once Stripe answers again and the claim ran out, the reconciler's drain applies it
+        settings.STRIPE_API_BASE = stripe_api.url
+        claim_ran_out = timezone.now() + timedelta(seconds=2 * settings.CELERY_TASK_TIME_LIMIT + 1)
+        with time_machine.travel(claim_ran_out):
             tasks.reconcile_stripe_checkouts_task.apply()
         assert reload(checkout).status == Status.PAID
 

@@ -1,5 +1,5 @@
 """/webhooks/sandbox/: signed like Stripe, verified before the body is read, stored, answered at once, and
-applied exactly once by its task."""
+applied exactly once by the inbox's drain."""
 
 from __future__ import annotations
 
@@ -14,21 +14,36 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from desk.models import Message
-from payments import actions, tasks
+from payments import actions, inbox, tasks
 from payments.gateways import sandbox
 from payments.lifecycle import Status
 from payments.models import GatewayWebhookEvent, PaymentException
-from tests.payments.conftest import deliver, outcome_of, post_webhook, reload, sandbox_event, send
+from tests.payments.conftest import (
+    deliver,
+    outcome_of,
+    post_webhook,
+    queued_task_names,
+    reload,
+    sandbox_event,
+    send,
+)
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def clicked(alice, alices_conversation):
+DRAIN_TASK = "payments.tasks.drain_webhook_inbox_task"
+
+
+def clicked_request(agent, conversation):
     """A request the customer opened (so the pay window runs)."""
-    payment_request = send(alices_conversation, alice)
+    payment_request = send(conversation, agent)
     actions.register_click(payment_request.pk)
     return reload(payment_request)
+
+
+@pytest.fixture
+def clicked(alice, alices_conversation):
+    return clicked_request(alice, alices_conversation)
 
 
 class TestSignatures:
@@ -179,6 +194,51 @@ class TestExactlyOnce:
         assert outcome_of(body) == "received"
         later = timezone.now() + timedelta(seconds=settings.CHAT2PAY_RECONCILE_AFTER_SECONDS + 1)
         with time_machine.travel(later):
+            tasks.reconcile_stripe_checkouts_task.apply()
+        assert outcome_of(body) == "applied"
+        assert reload(clicked).status == Status.PAID
+
+
+class TestInboxDrain:
+    """A burst of webhooks queues one drain; drains claim events, so none is applied twice or left behind."""
+
+    def test_a_burst_queues_one_drain_and_a_started_drain_lets_the_next_event_queue_another(
+        self, client, alice, alices_conversation, django_capture_on_commit_callbacks
+    ):
+        requests = [clicked_request(alice, alices_conversation) for _ in range(4)]
+        with django_capture_on_commit_callbacks(execute=True):
+            for payment_request in requests[:3]:
+                post_webhook(client, sandbox_event(payment_request))
+        assert queued_task_names() == [DRAIN_TASK]
+        # A worker starts that drain: it applies the three
+        assert inbox.drain() == 3
+        # Then an event stored while a drain runs queues another, to run beside it
+        with django_capture_on_commit_callbacks(execute=True):
+            post_webhook(client, sandbox_event(requests[3]))
+        assert queued_task_names() == [DRAIN_TASK, DRAIN_TASK]
+        assert inbox.drain() == 1
+        assert all(reload(payment_request).status == Status.PAID for payment_request in requests)
+
+    def test_a_drain_past_its_time_hands_the_rest_to_a_fresh_drain(self, client, alice, alices_conversation):
+        bodies = [sandbox_event(clicked_request(alice, alices_conversation)) for _ in range(12)]
+        for body in bodies:
+            post_webhook(client, body)  # stored; no drain queued (nothing commits in this test)
+        assert inbox.drain(seconds=0) == inbox.CLAIM_BATCH_SIZE
+        assert queued_task_names() == [DRAIN_TASK]
+        assert [outcome_of(body) for body in bodies].count("received") == 12 - inbox.CLAIM_BATCH_SIZE
+
+    def test_events_a_dead_drain_claimed_are_drained_again_once_its_claim_runs_out(
+        self, client, clicked, celery_eager
+    ):
+        body = sandbox_event(clicked)
+        post_webhook(client, body)
+        assert inbox._claim_batch()  # a drain claims the event, then its worker is killed
+        assert inbox.drain() == 0  # other drains leave it alone while the claim holds
+        claimed_until = GatewayWebhookEvent.objects.get().next_attempt_at
+        with time_machine.travel(claimed_until - timedelta(seconds=1), tick=False):
+            tasks.reconcile_stripe_checkouts_task.apply()
+        assert outcome_of(body) == "received"
+        with time_machine.travel(claimed_until + timedelta(seconds=1), tick=False):
             tasks.reconcile_stripe_checkouts_task.apply()
         assert outcome_of(body) == "applied"
         assert reload(clicked).status == Status.PAID

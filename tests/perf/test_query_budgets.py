@@ -21,11 +21,11 @@ from chatdesk import event_loop
 from desk import actions as desk_actions
 from desk.consumers import _conversation_ops
 from desk.realtime import conversation_group
-from payments import actions, realtime
+from payments import actions, inbox, realtime, tasks
 from payments.lifecycle import Status
 from payments.models import PaymentRequest
 from tests.factories import ConversationFactory, MessageFactory
-from tests.payments.conftest import make_request, post_webhook, sandbox_event
+from tests.payments.conftest import make_request, post_webhook, queued_task_names, sandbox_event
 
 pytestmark = pytest.mark.django_db
 BATCH = realtime.BATCH_EVENT_TYPE
@@ -35,10 +35,14 @@ TRANSITION_QUERIES = 6  # lock, update, history insert, + the test transaction's
 CARD_RENDER_QUERIES = 1  # the publisher renders the changed cards: whether money waits on the closed ones
 # The webhook's request: the inbox insert and the test transaction's savepoints (spec C3 #28: no more).
 WEBHOOK_REQUEST_QUERIES = 3
-# Its task: read the row, lock the request and the row, update, history, confirmation message, its
-# conversation, the integrations outbox (api.outbox): which webhook endpoints subscribe to the event; and the
-# pushed card's money-waiting note, read once by the task where each open page's socket used to read it.
-WEBHOOK_TASK_QUERIES = 17
+# Applying one stored event: read the row, lock the request and the row, update, history, confirmation
+# message, its conversation, the integrations outbox (api.outbox): which webhook endpoints subscribe to the
+# event; and the pushed card's money-waiting note, read once where each open page's socket used to read it.
+WEBHOOK_APPLY_QUERIES = 17
+# A drain's claim of a batch (select for update skip locked, update, + the savepoints), and its last look,
+# which finds nothing left.
+DRAIN_CLAIM_QUERIES = 4
+DRAIN_FINDS_NOTHING_QUERIES = 3
 # A message posted to a conversation (an agent's reply): lock the conversation (with its customer), insert the
 # message, bump the version on the locked row, + the test transaction's savepoints. No re-read.
 REPLY_QUERIES = 5
@@ -170,23 +174,28 @@ def test_a_sweep_sends_only_to_the_pages_someone_has_open(
     assert received(phone)["payment_request_id"] == due[1].pk
 
 
-def test_a_signed_webhook_is_stored_then_applied_within_its_query_budgets(
-    layer, celery_eager, django_capture_on_commit_callbacks
+def test_a_burst_of_signed_webhooks_queues_one_drain_that_applies_them_within_budgets(
+    layer, django_capture_on_commit_callbacks
 ):
-    payment_request = make_request(Status.CLICKED, gateway_reference="cs_sbx_budget")
-    body = sandbox_event(payment_request)
-    with CaptureQueriesContext(connection) as request, django_capture_on_commit_callbacks() as queued:
-        response = post_webhook(Client(), body)
-    assert response.json() == {"received": True, "duplicate": False}
-    assert len(request) <= WEBHOOK_REQUEST_QUERIES, [q["sql"] for q in request]
-    # Then a worker runs the task the request queued
-    with CaptureQueriesContext(connection) as task, django_capture_on_commit_callbacks(execute=True):
-        for run_task in queued:
-            run_task()
-    assert PaymentRequest.objects.get(pk=payment_request.pk).status == Status.PAID
-    assert len(task) <= WEBHOOK_TASK_QUERIES, [q["sql"] for q in task]
-    # The card change, and the confirmation message in the transcript: one hop each
-    assert layer.hops <= 2
+    burst = [
+        make_request(Status.CLICKED, gateway_reference=f"cs_sbx_budget_{n}")
+        for n in range(inbox.CLAIM_BATCH_SIZE)
+    ]
+    with CaptureQueriesContext(connection) as requests, django_capture_on_commit_callbacks(execute=True):
+        for payment_request in burst:
+            response = post_webhook(Client(), sandbox_event(payment_request))
+            assert response.json() == {"received": True, "duplicate": False}
+    assert len(requests) <= len(burst) * WEBHOOK_REQUEST_QUERIES, [q["sql"] for q in requests]
+    # One drain is queued for the burst: publishing a task per event cost as much as the rest of the request
+    assert queued_task_names() == ["payments.tasks.drain_webhook_inbox_task"]
+    # Then a worker runs it: a claim for the batch, each event in its budget, a look that finds no more
+    with CaptureQueriesContext(connection) as drain, django_capture_on_commit_callbacks(execute=True):
+        assert tasks.drain_webhook_inbox_task.apply().get() == len(burst)
+    assert PaymentRequest.objects.filter(status=Status.PAID).count() == len(burst)
+    budget = DRAIN_CLAIM_QUERIES + len(burst) * WEBHOOK_APPLY_QUERIES + DRAIN_FINDS_NOTHING_QUERIES
+    assert len(drain) <= budget, [q["sql"] for q in drain]
+    # Each event: the card change, and the confirmation message in the transcript: one hop each
+    assert layer.hops <= 2 * len(burst)
 
 
 def test_an_agent_reply_costs_a_lock_an_insert_and_an_update(
