@@ -53,7 +53,8 @@ def store_event(
                 outcome=Outcome.RECEIVED,
                 payload=payload,
             )
-            transaction.on_commit(wake_drain)
+            # Robust: with Redis down the gateway still gets its 200, and the reconciler finds the event.
+            transaction.on_commit(wake_drain, robust=True)
     except IntegrityError:
         return None  # a duplicate delivery: already stored, already (being) processed
     return inbox
@@ -69,22 +70,25 @@ def wake_drain() -> None:
     try:
         drain_webhook_inbox_task.delay()
     except Exception:
-        cache.delete(
-            DRAIN_QUEUED_KEY
-        )  # the next webhook tries again; the reconciler finds this one meanwhile
+        # The broker refused: the next webhook tries again, and meanwhile the reconciler finds this one.
+        cache.delete(DRAIN_QUEUED_KEY)
         raise
 
 
 def drain(*, seconds: float = DRAIN_SECONDS) -> int:
     """Apply the waiting events, a claimed batch at a time, until none is left (the drain task's body).
 
-    Returns how many it processed. Past `seconds` it queues a fresh drain for the rest. A gateway that cannot
-    be reached leaves its event claimed: it is tried again when the claim runs out.
+    Returns how many events it took. A full batch wakes another drain, so a backlog (events stored while the
+    worker was down or busy) is shared by every worker process; past `seconds` this one hands the rest to a
+    fresh drain. A gateway that cannot be reached leaves its event claimed: it is tried again when the claim
+    runs out.
     """
     cache.delete(DRAIN_QUEUED_KEY)  # from now on an event stored wakes another drain, to run beside this one
     stop_at = time.monotonic() + seconds
     processed = 0
     while batch := _claim_batch():
+        if len(batch) == CLAIM_BATCH_SIZE:
+            wake_drain()  # more may wait (a backlog): another worker process joins in
         for inbox_id in batch:
             try:
                 process_stored_event(inbox_id)

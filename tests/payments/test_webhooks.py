@@ -219,6 +219,15 @@ class TestInboxDrain:
         assert inbox.drain() == 1
         assert all(reload(payment_request).status == Status.PAID for payment_request in requests)
 
+    def test_a_drain_that_finds_a_backlog_wakes_another_to_share_it(self, client, alice, alices_conversation):
+        # Events stored while the worker was down: no drain queued for them yet
+        for _ in range(inbox.CLAIM_BATCH_SIZE + 1):
+            post_webhook(client, sandbox_event(clicked_request(alice, alices_conversation)))
+        assert queued_task_names() == []
+        assert inbox.drain() == inbox.CLAIM_BATCH_SIZE + 1
+        # Its first batch was full, so it queued a drain for another worker process to join in
+        assert queued_task_names() == [DRAIN_TASK]
+
     def test_a_drain_past_its_time_hands_the_rest_to_a_fresh_drain(self, client, alice, alices_conversation):
         bodies = [sandbox_event(clicked_request(alice, alices_conversation)) for _ in range(12)]
         for body in bodies:
@@ -242,6 +251,21 @@ class TestInboxDrain:
             tasks.reconcile_stripe_checkouts_task.apply()
         assert outcome_of(body) == "applied"
         assert reload(clicked).status == Status.PAID
+
+    def test_with_redis_down_the_gateway_gets_its_200_and_the_reconciler_drains_the_event(
+        self, client, clicked, settings, celery_eager, django_capture_on_commit_callbacks
+    ):
+        body = sandbox_event(clicked)
+        redis_up = settings.CACHES
+        settings.CACHES = {"default": {**redis_up["default"], "LOCATION": "redis://127.0.0.1:9/0"}}  # refused
+        with django_capture_on_commit_callbacks(execute=True):
+            assert post_webhook(client, body).json() == {"received": True, "duplicate": False}
+        assert outcome_of(body) == "received"
+        settings.CACHES = redis_up
+        later = timezone.now() + timedelta(seconds=settings.CHAT2PAY_RECONCILE_AFTER_SECONDS + 1)
+        with time_machine.travel(later):
+            tasks.reconcile_stripe_checkouts_task.apply()
+        assert outcome_of(body) == "applied"
 
 
 class TestLateMoney:
