@@ -5,11 +5,11 @@ thread every socket of the process shares on each connect, customers' too. The d
 asking in the same trip as the groups it may join (desk/consumers.py).
 """
 
-import gc
 import os
 
 from django.core.asgi import get_asgi_application
 
+from chatdesk.gc_tuning import tune_garbage_collector
 from chatdesk.logredact import redact_daphne_access_log
 
 # Daphne's access log prints request paths (pay and chat tokens) straight to stdout, past settings.LOGGING:
@@ -34,17 +34,6 @@ application = ProtocolTypeRouter(
         ),
     }
 )
-
-
-def tune_garbage_collector() -> None:
-    """A full collection stops every socket of the web process while it scans the heap (about 360 ms at
-    2,000 held sockets), and each card that arrives meanwhile waits. The app as loaded (about 40 % of that
-    heap) lives as long as the process: freeze it so no collection scans it again. Collect the young
-    generation every 10,000 allocations rather than 700, so a card's short-lived objects die young instead
-    of being promoted and full collections come rarer (docs/performance.md, product change 16)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
 
 
 tune_garbage_collector()

@@ -5,6 +5,9 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from chatdesk.gc_tuning import tune_garbage_collector
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatdesk.settings")
 
 application = get_wsgi_application()
+tune_garbage_collector()

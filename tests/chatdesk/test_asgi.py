@@ -1,18 +1,19 @@
-"""The web process as Daphne loads it (chatdesk/asgi.py)."""
+"""The web processes as Daphne (chatdesk/asgi.py) and gunicorn (chatdesk/wsgi.py) load them."""
 
 import os
 import subprocess
 import sys
 
+import pytest
 from django.conf import settings
 
 
-def test_the_web_process_keeps_its_loaded_app_out_of_every_later_collection():
-    """A full collection stops every socket of the process for as long as it scans; the loaded app is
-    frozen so that scan covers only what came after, and the young generation is collected every 10,000
-    allocations."""
+@pytest.mark.parametrize("entry_point", ["chatdesk.asgi", "chatdesk.wsgi"])
+def test_the_web_process_keeps_its_loaded_app_out_of_every_later_collection(entry_point):
+    """A full collection stops the process for as long as it scans; the loaded app is frozen so that scan
+    covers only what came after, and the young generation is collected every 10,000 allocations."""
     script = (
-        "import gc, chatdesk.asgi; print(gc.get_freeze_count(), len(gc.get_objects()), *gc.get_threshold())"
+        f"import gc, {entry_point}; print(gc.get_freeze_count(), len(gc.get_objects()), *gc.get_threshold())"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "chatdesk.settings"}
     done = subprocess.run([sys.executable, "-c", script], cwd=settings.BASE_DIR, env=env, capture_output=True,
