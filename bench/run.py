@@ -123,16 +123,23 @@ def manage(*args: str) -> None:
                    preexec_fn=common.pin(LOAD_CPUS))  # fmt: skip
 
 
-class Servers:
-    """Daphne + Celery worker + beat, pinned to the server core; restartable (B2) and re-configurable (A/B).
+def http_server(env: dict[str, str]) -> str:
+    """Which server answers plain HTTP in this run: gunicorn, as in production, unless BENCH_HTTP_SERVER says."""
+    return env.get("BENCH_HTTP_SERVER", "gunicorn")
 
-    BENCH_HTTP_SERVER=gunicorn (e.g. `--ab BENCH_HTTP_SERVER=daphne,gunicorn`) adds gunicorn for plain HTTP,
-    on the same core, beside Daphne for the websockets: B5's webhooks then go to `http_port`."""
+
+class Servers:
+    """Daphne + gunicorn + Celery worker + beat, pinned to the server core; restartable (B2) and
+    re-configurable (A/B).
+
+    As in production (product change 20), gunicorn serves plain HTTP (B5's webhooks, B6's pages: `http_port`)
+    and Daphne the websockets. BENCH_HTTP_SERVER=daphne (e.g. `--ab BENCH_HTTP_SERVER=daphne,gunicorn`) has
+    Daphne serve everything, as `make run` does."""
 
     def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         self.port = common.free_port()
         self.env = common.server_environment(extra_env)
-        self.http_server = self.env.get("BENCH_HTTP_SERVER", "daphne")
+        self.http_server = http_server(self.env)
         if self.http_server not in {"daphne", "gunicorn"}:
             raise SystemExit(f"BENCH_HTTP_SERVER must be daphne or gunicorn, not {self.http_server!r}")
         self.http_port = common.free_port() if self.http_server == "gunicorn" else self.port
@@ -874,7 +881,8 @@ async def trivial_view(port: int, seconds: float = 4) -> float:
 
 
 async def b6_supervisor(servers: Servers, agents: list[dict], profile: dict) -> None:
-    """The Supervisor Desk over HTTP (Daphne, full stack) with B3 running at 200 changes/s."""
+    """The Supervisor Desk over HTTP (the full stack, on the server that serves plain HTTP) with B3 running at
+    200 changes/s."""
 
     from bench.supervisor_pages import page_urls, query_counts
     from payments.models import PaymentRequest
@@ -887,8 +895,8 @@ async def b6_supervisor(servers: Servers, agents: list[dict], profile: dict) -> 
     # Enough driver time for the rounds; the drivers stop by themselves.
     procs, _, start = start_drivers([a["request"] for a in agents], 200, 30 + rounds * 6, "b6")
     await asyncio.sleep(max(0, start - time.monotonic()) + 1)
-    conn = common.HttpConnection(servers.port, cookie=cookie)
-    anonymous = common.HttpConnection(servers.port)
+    conn = common.HttpConnection(servers.http_port, cookie=cookie)
+    anonymous = common.HttpConnection(servers.http_port)
     samples: dict[str, list[float]] = {name: [] for name in pages}
     for name, url in pages.items():  # warm
         await (anonymous if name.startswith("baseline") else conn).request("GET", url)
@@ -1119,7 +1127,7 @@ def main() -> int:
         f"psycopg pool {pool['min_size']}-{pool['max_size']}" if pool else "no pool (a connection per step)"
     )
     say(f"settings: DEBUG off, CONN_MAX_AGE 0, {pooling}, channels_redis {settings.CHANNEL_LAYERS['default']['BACKEND'].rsplit('.', 1)[1]}, Daphne 1 process, "
-        "Celery prefork 2 + beat")  # fmt: skip
+        f"plain HTTP on {http_server(dict(os.environ))}, Celery prefork 2 + beat")  # fmt: skip
     record("database_pool", pool or None)
 
     REFS["echo_us"] = common.echo_round_trip_us()
@@ -1131,7 +1139,7 @@ def main() -> int:
     finally:
         servers.stop()
     say(f"reference probes: echo round trip {REFS['echo_us']:.0f} µs; Redis PING {REFS['redis_ping_ops']:,.0f} ops/s "
-        f"(= {1e6 / REFS['redis_ping_ops']:.0f} µs); trivial view (login page, 16 connections) "
+        f"(= {1e6 / REFS['redis_ping_ops']:.0f} µs); trivial view (login page on Daphne, 16 connections) "
         f"{REFS['trivial_rps']:.0f} req/s")  # fmt: skip
     record("refs", dict(REFS))
     agents = create_agents(max(profile["hold"]))
