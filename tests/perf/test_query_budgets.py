@@ -33,8 +33,8 @@ BATCH = realtime.BATCH_EVENT_TYPE
 # Budgets (today's counts; lower them when a change makes a path cheaper).
 TRANSITION_QUERIES = 6  # lock, update, history insert, + the test transaction's savepoints
 CARD_RENDER_QUERIES = 1  # the publisher renders the changed cards: whether money waits on the closed ones
-# The webhook's request: the inbox insert and the test transaction's savepoints (spec C3 #28: no more).
-WEBHOOK_REQUEST_QUERIES = 3
+# The webhook's request: one INSERT … ON CONFLICT DO NOTHING, committing by itself (spec C3 #28: no more).
+WEBHOOK_REQUEST_QUERIES = 1
 # Applying one stored event: read the row, lock the request and the row, update, history, confirmation
 # message, its conversation, the integrations outbox (api.outbox): which webhook endpoints subscribe to the
 # event; and the pushed card's money-waiting note, read once where each open page's socket used to read it.
