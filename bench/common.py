@@ -206,8 +206,12 @@ class HttpConnection:
     async def request(
         self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
     ):
-        """Send one request and read the whole response; returns (status, body). Reconnects if closed."""
-        if self.writer is None or self.writer.is_closing():
+        """Send one request and read the whole response; returns (status, body). Reconnects if closed.
+
+        A kept-alive connection the server closed while idle (gunicorn keeps one 2 s) fails before any byte
+        of the answer: the request is sent once more on a new connection, as HTTP clients do."""
+        reused = self.writer is not None and not self.writer.is_closing()
+        if not reused:
             await self._open()
         lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}", f"Content-Length: {len(body)}"]
         if self.cookie:
@@ -216,8 +220,11 @@ class HttpConnection:
         self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
         try:
             return await self._response()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError) as error:
             self.close()
+            closed_while_idle = not isinstance(error, asyncio.IncompleteReadError) or not error.partial
+            if reused and closed_while_idle:
+                return await self.request(method, path, body, headers)
             raise
 
     async def _response(self) -> tuple[int, bytes]:
