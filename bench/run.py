@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -123,7 +124,7 @@ def manage(*args: str) -> None:
                    preexec_fn=common.pin(LOAD_CPUS))  # fmt: skip
 
 
-def http_server(env: dict[str, str]) -> str:
+def http_server(env: Mapping[str, str]) -> str:
     """Which server answers plain HTTP in this run: gunicorn, as in production, unless BENCH_HTTP_SERVER says."""
     return env.get("BENCH_HTTP_SERVER", "gunicorn")
 
@@ -1127,7 +1128,7 @@ def main() -> int:
         f"psycopg pool {pool['min_size']}-{pool['max_size']}" if pool else "no pool (a connection per step)"
     )
     say(f"settings: DEBUG off, CONN_MAX_AGE 0, {pooling}, channels_redis {settings.CHANNEL_LAYERS['default']['BACKEND'].rsplit('.', 1)[1]}, Daphne 1 process, "
-        f"plain HTTP on {http_server(dict(os.environ))}, Celery prefork 2 + beat")  # fmt: skip
+        f"plain HTTP on {http_server(os.environ)}, Celery prefork 2 + beat")  # fmt: skip
     record("database_pool", pool or None)
 
     REFS["echo_us"] = common.echo_round_trip_us()

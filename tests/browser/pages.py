@@ -99,6 +99,15 @@ def call_in_thread(function: Callable[..., T], *args, **kwargs) -> T:
         return executor.submit(call).result()
 
 
+def start_web_chat(customer_page: Page, *, name: str, phone: str, message: str) -> None:
+    """A customer starts a chat from the web chat form, as on the site's "Chat with us" page."""
+    customer_page.goto("/chat/")
+    customer_page.get_by_label("Name").fill(name)
+    customer_page.get_by_label("Phone number").fill(phone)
+    customer_page.get_by_label("Message").fill(message)
+    customer_page.get_by_role("button", name="Start chat").click()
+
+
 def card(page: Page, order_number: str):
     """The Chat 2 Pay card of an order, as the desk shows it (its `data-status` follows the request)."""
     return page.locator(f'[data-order-number="{order_number}"]')

@@ -19,6 +19,7 @@ from tests.browser.pages import (
     expect_not_reloaded,
     mark_page_as_not_reloaded,
     pay_with_good_test_card,
+    start_web_chat,
 )
 
 pytestmark = pytest.mark.browser
@@ -69,11 +70,9 @@ def test_the_agent_sends_a_link_and_the_customer_pays_it_while_the_card_follows_
     customer_page: Page, agent1_page: Page, celery_worker_and_beat
 ):
     # Given a customer chatting with agent1 (started from the web chat, accepted on the desk)
-    customer_page.goto("/chat/")
-    customer_page.get_by_label("Name").fill(CUSTOMER)
-    customer_page.get_by_label("Phone number").fill("082 555 0199")
-    customer_page.get_by_label("Message").fill("I'd like to pay for order A-1001.")
-    customer_page.get_by_role("button", name="Start chat").click()
+    start_web_chat(
+        customer_page, name=CUSTOMER, phone="082 555 0199", message="I'd like to pay for order A-1001."
+    )
     expect_live(customer_page)
     agent1_page.get_by_role("list", name="Queue").get_by_role("link", name=CUSTOMER).click()
     expect(transcript(agent1_page)).to_contain_text("I'd like to pay for order A-1001.")

@@ -17,6 +17,7 @@ from tests.browser.pages import (
     mark_page_as_not_reloaded,
     record_websockets,
     restore_network,
+    start_web_chat,
 )
 
 pytestmark = pytest.mark.browser
@@ -52,11 +53,9 @@ def test_a_customer_and_an_agent_chat_live_while_the_other_agents_queue_drops_it
     mark_page_as_not_reloaded(agent2_page)
 
     # When a customer starts a chat
-    customer_page.goto("/chat/")
-    customer_page.get_by_label("Name").fill(CUSTOMER)
-    customer_page.get_by_label("Phone number").fill("082 555 0199")
-    customer_page.get_by_label("Message").fill("Hello, I need help with order 1001.")
-    customer_page.get_by_role("button", name="Start chat").click()
+    start_web_chat(
+        customer_page, name=CUSTOMER, phone="082 555 0199", message="Hello, I need help with order 1001."
+    )
 
     # Then the customer lands on their own chat page, waiting, with their message
     expect(customer_page).to_have_url(re.compile(r"/chat/[\w-]{40,}/$"))

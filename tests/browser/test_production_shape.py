@@ -21,7 +21,7 @@ from django.conf import settings
 from playwright.sync_api import Page, expect
 
 from tests.browser.live_processes import GunicornServer, NginxProxy, live_environment
-from tests.browser.pages import card, expect_live, pay_with_good_test_card
+from tests.browser.pages import card, expect_live, pay_with_good_test_card, start_web_chat
 
 CUSTOMER = "Naledi Dube"
 
@@ -70,11 +70,9 @@ def test_a_customer_pays_through_the_proxy_while_the_agents_card_follows_live(
     customer_page: Page, agent1_page: Page, proxy: NginxProxy, celery_worker_and_beat
 ):
     # Given a customer's web chat, accepted by agent1, both pages live through the proxy's /ws/
-    customer_page.goto("/chat/")
-    customer_page.get_by_label("Name").fill(CUSTOMER)
-    customer_page.get_by_label("Phone number").fill("082 555 0142")
-    customer_page.get_by_label("Message").fill("Can I pay for order P-77 here?")
-    customer_page.get_by_role("button", name="Start chat").click()
+    start_web_chat(
+        customer_page, name=CUSTOMER, phone="082 555 0142", message="Can I pay for order P-77 here?"
+    )
     expect_live(customer_page)
     agent1_page.get_by_role("list", name="Queue").get_by_role("link", name=CUSTOMER).click()
     expect_live(agent1_page)

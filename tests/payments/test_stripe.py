@@ -72,6 +72,15 @@ def checkout(client, alice, alices_conversation, stripe_api):
     return payment_request
 
 
+def store_completed_checkout_event(client, stripe_api: StripeStandIn, checkout: PaymentRequest) -> None:
+    """The customer pays and Stripe's signed `checkout.session.completed` is stored; nothing commits in a
+    test, so no drain runs for it (as if its wake-up was lost)."""
+    event = stripe_api.event("checkout.session.completed", stripe_api.complete(checkout.gateway_reference))
+    body = json.dumps(event).encode()
+    header = stripe.WebhookSignature.generate_signature_header(body.decode(), NEW_SECRET)
+    client.post("/webhooks/stripe/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header)
+
+
 def money_accounted_for(stand_in: StripeStandIn) -> None:
     """Every succeeded PaymentIntent is counted exactly once: as the request's payment or as an exception."""
     for intent_id in stand_in.intents:
@@ -476,14 +485,7 @@ class TestReconciler:
         assert reload(checkout).status == Status.EXPIRED
 
     def test_a_stored_event_whose_task_was_lost_is_processed(self, checkout, stripe_api, client, settings):
-        event = stripe_api.event(
-            "checkout.session.completed", stripe_api.complete(checkout.gateway_reference)
-        )
-        body = json.dumps(event).encode()
-        header = stripe.WebhookSignature.generate_signature_header(body.decode(), NEW_SECRET)
-        client.post(
-            "/webhooks/stripe/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
-        )
+        store_completed_checkout_event(client, stripe_api, checkout)
         assert GatewayWebhookEvent.objects.get().outcome == "received"  # its task never ran
         with time_machine.travel(
             timezone.now() + timedelta(seconds=settings.CHAT2PAY_RECONCILE_AFTER_SECONDS + 1)
@@ -495,14 +497,7 @@ class TestReconciler:
         self, checkout, stripe_api, client, settings, alice, alices_conversation
     ):
         # Given a completed checkout's event and, after it, a sandbox gateway's payment, both stored
-        event = stripe_api.event(
-            "checkout.session.completed", stripe_api.complete(checkout.gateway_reference)
-        )
-        body = json.dumps(event).encode()
-        header = stripe.WebhookSignature.generate_signature_header(body.decode(), NEW_SECRET)
-        client.post(
-            "/webhooks/stripe/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
-        )
+        store_completed_checkout_event(client, stripe_api, checkout)
         sandbox_request = make_request(Status.CLICKED, agent=alice, conversation=alices_conversation)
         assert post_webhook(client, sandbox_event(sandbox_request)).status_code == 200
         # When a drain runs while Stripe cannot be reached
