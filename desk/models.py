@@ -112,10 +112,11 @@ class Conversation(models.Model):
         return f"conversation-{self.pk}"
 
     def transcript(self):
-        """Every message in order, with what its partial shows (a payment message: its card), in one query."""
+        """Every message in order, with what its partial shows (a payment message: its card, and whether money
+        waits on it), in two queries however many cards it holds."""
         return self.messages.select_related(
             "author", "conversation__customer", "payment_request", "outbound_delivery"
-        )
+        ).prefetch_related("payment_request__exceptions")
 
 
 class Message(models.Model):

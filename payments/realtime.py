@@ -80,8 +80,7 @@ def _publish_on_commit(payment_requests: list[PaymentRequest]) -> None:
 def _messages(payment_requests: list[PaymentRequest]) -> list[tuple[str, dict]]:
     """(group, event) pairs: each conversation's pages get its changed cards, the supervisors the ids, and
     each customer's pay page its own request's id."""
-    closed = [pr for pr in payment_requests if pr.effective_status() in lifecycle.CLOSED_STATUSES]
-    prefetch_related_objects(closed, "exceptions")  # a closed card says whether money is waiting: one query
+    _read_money_waiting_notes(payment_requests)
     by_conversation: dict[int, list[PaymentRequest]] = defaultdict(list)
     for payment_request in payment_requests:
         by_conversation[payment_request.conversation_id].append(payment_request)
@@ -116,6 +115,13 @@ def _messages(payment_requests: list[PaymentRequest]) -> list[tuple[str, dict]]:
 # --- Rendering shared by pages, htmx responses and consumers (sync; consumers use database_sync_to_async) ---
 
 
+def _read_money_waiting_notes(payment_requests: list[PaymentRequest]) -> None:
+    """A closed card says whether money is waiting on it (`exceptions`): read them for all the cards about to
+    be rendered in one query, where each card would otherwise make its own (`_card.html`)."""
+    closed = [pr for pr in payment_requests if pr.effective_status() in lifecycle.CLOSED_STATUSES]
+    prefetch_related_objects(closed, "exceptions")
+
+
 def _card_html(payment_request: PaymentRequest, *, user, viewer: str) -> str:
     return render_to_string(
         "payments/_card.html#card", {"payment_request": payment_request, "user": user, "viewer": viewer}
@@ -145,11 +151,12 @@ def card_for_viewer(hint: dict, *, user) -> dict:
 
 
 def card_ops(conversation_id: int, payment_request_ids: Iterable[int], *, user, viewer: str) -> list[dict]:
-    """Upserts of several cards of one conversation, read in one query (a batch push)."""
-    payment_requests = PaymentRequest.objects.filter(
-        conversation_id=conversation_id, pk__in=payment_request_ids
-    )
-    return [_card_upsert(pr, user=user, viewer=viewer) for pr in payment_requests.order_by("pk")]
+    """Upserts of several cards of one conversation, read in one query, and their money-waiting notes in one
+    more if any is closed (a ping's resend)."""
+    cards = PaymentRequest.objects.filter(conversation_id=conversation_id, pk__in=payment_request_ids)
+    payment_requests = list(cards.order_by("pk"))
+    _read_money_waiting_notes(payment_requests)
+    return [_card_upsert(pr, user=user, viewer=viewer) for pr in payment_requests]
 
 
 def stale_card_ops(conversation_id: int, known: dict[int, int], *, user, viewer: str) -> list[dict]:

@@ -33,6 +33,9 @@ BATCH = realtime.BATCH_EVENT_TYPE
 # Budgets (today's counts; lower them when a change makes a path cheaper).
 TRANSITION_QUERIES = 6  # lock, update, history insert, + the test transaction's savepoints
 CARD_RENDER_QUERIES = 1  # the publisher renders the changed cards: whether money waits on the closed ones
+# A ping whose page missed pushes: the conversation's card versions, the stale cards, whether money waits on
+# the closed ones (on the websocket process's one database thread, where a backlog of pushes makes many).
+PING_RESEND_QUERIES = 3
 # The webhook's request: one INSERT … ON CONFLICT DO NOTHING, committing by itself (spec C3 #28: no more).
 WEBHOOK_REQUEST_QUERIES = 1
 # Applying one stored event: read the row, lock the request and the row, update, history, confirmation
@@ -111,6 +114,20 @@ def test_the_cards_of_a_change_are_rendered_once_in_one_query_whatever_their_num
     cards = zip(requests, event["cards"], strict=True)
     assert [card["html"].count(f'id="{pr.dom_id}"') for pr, card in cards] == [1] * changed
     assert len(queries) <= CARD_RENDER_QUERIES, [q["sql"] for q in queries]
+
+
+@pytest.mark.parametrize("stale", [1, 12])
+def test_a_pings_resend_reads_the_cards_a_page_missed_in_the_same_queries_whatever_their_number(alice, stale):
+    # Given `stale` expired requests of one conversation whose pushes the page missed
+    conversation = ConversationFactory()
+    requests = [make_request(Status.EXPIRED, agent=alice, conversation=conversation) for _ in range(stale)]
+    # When the page's ping says it shows none of them
+    with CaptureQueriesContext(connection) as queries:
+        ops = realtime.stale_card_ops(conversation.pk, {}, user=alice, viewer="agent")
+    # Then every card is sent again, read in a fixed number of queries, not one more per closed card
+    sent_again = zip(requests, ops, strict=True)
+    assert [op["html"].count(f'id="{pr.dom_id}"') for pr, op in sent_again] == [1] * stale
+    assert len(queries) <= PING_RESEND_QUERIES, [q["sql"] for q in queries]
 
 
 @pytest.mark.parametrize("due", [1, 12])
@@ -212,8 +229,10 @@ def test_an_agent_reply_costs_a_lock_an_insert_and_an_update(
     assert {group for group, _ in layer.sends} >= {conversation_group(alices_conversation.pk)}
 
 
-def test_a_desk_snapshot_does_not_query_per_payment_card(alice, alices_conversation):
-    """The (re)connect snapshot of a conversation (B2's resync) must not grow with its payment cards."""
+@pytest.mark.parametrize("status", [Status.SENT, Status.EXPIRED, Status.PAID])
+def test_a_desk_snapshot_does_not_query_per_payment_card(alice, alices_conversation, status):
+    """The (re)connect snapshot of a conversation (B2's resync) must not grow with its payment cards, open or
+    closed (a closed card says whether money waits on it)."""
 
     def snapshot_queries() -> int:
         with CaptureQueriesContext(connection) as queries:
@@ -222,7 +241,7 @@ def test_a_desk_snapshot_does_not_query_per_payment_card(alice, alices_conversat
 
     def add_payment_message() -> None:
         message = MessageFactory(conversation=alices_conversation, kind="payment", author=alice)
-        make_request(Status.SENT, conversation=alices_conversation, agent=alice, message=message)
+        make_request(status, conversation=alices_conversation, agent=alice, message=message)
 
     add_payment_message()
     snapshot_queries()  # warm the per-process caches (template loaders, content types)
