@@ -44,18 +44,26 @@ def stripe_api(settings, celery_eager):
     stand_in.stop()
 
 
+def post_signed(
+    client, event: dict | bytes, *, secret: str = NEW_SECRET, timestamp: int | None = None, header=None
+):
+    """Post an event to /webhooks/stripe/, signed by the library's helper. Nothing commits inside a test, so
+    no drain runs for it unless the caller runs the commit hooks (`deliver`)."""
+    body = event if isinstance(event, bytes) else json.dumps(event).encode()
+    if header is None:
+        header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret, timestamp)
+    return client.post(
+        "/webhooks/stripe/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+
+
 @pytest.fixture
 def deliver(client, django_capture_on_commit_callbacks):
-    """Post an event to /webhooks/stripe/, signed by the library's helper; its task runs after commit."""
+    """Post a signed event to /webhooks/stripe/; its task runs after commit."""
 
-    def post(event: dict | bytes, *, secret: str = NEW_SECRET, timestamp: int | None = None, header=None):
-        body = event if isinstance(event, bytes) else json.dumps(event).encode()
-        if header is None:
-            header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret, timestamp)
+    def post(event: dict | bytes, **signing):
         with django_capture_on_commit_callbacks(execute=True):
-            return client.post(
-                "/webhooks/stripe/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
-            )
+            return post_signed(client, event, **signing)
 
     return post
 
@@ -72,13 +80,11 @@ def checkout(client, alice, alices_conversation, stripe_api):
     return payment_request
 
 
-def store_completed_checkout_event(client, stripe_api: StripeStandIn, checkout: PaymentRequest) -> None:
-    """The customer pays and Stripe's signed `checkout.session.completed` is stored; nothing commits in a
-    test, so no drain runs for it (as if its wake-up was lost)."""
-    event = stripe_api.event("checkout.session.completed", stripe_api.complete(checkout.gateway_reference))
-    body = json.dumps(event).encode()
-    header = stripe.WebhookSignature.generate_signature_header(body.decode(), NEW_SECRET)
-    client.post("/webhooks/stripe/", data=body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header)
+def completed_checkout_event(stripe_api: StripeStandIn, checkout: PaymentRequest) -> bytes:
+    """The customer pays: Stripe's `checkout.session.completed` for the request's checkout, as sent."""
+    return json.dumps(
+        stripe_api.event("checkout.session.completed", stripe_api.complete(checkout.gateway_reference))
+    ).encode()
 
 
 def money_accounted_for(stand_in: StripeStandIn) -> None:
@@ -485,7 +491,7 @@ class TestReconciler:
         assert reload(checkout).status == Status.EXPIRED
 
     def test_a_stored_event_whose_task_was_lost_is_processed(self, checkout, stripe_api, client, settings):
-        store_completed_checkout_event(client, stripe_api, checkout)
+        post_signed(client, completed_checkout_event(stripe_api, checkout))  # stored, not drained
         assert GatewayWebhookEvent.objects.get().outcome == "received"  # its task never ran
         with time_machine.travel(
             timezone.now() + timedelta(seconds=settings.CHAT2PAY_RECONCILE_AFTER_SECONDS + 1)
@@ -497,7 +503,7 @@ class TestReconciler:
         self, checkout, stripe_api, client, settings, alice, alices_conversation
     ):
         # Given a completed checkout's event and, after it, a sandbox gateway's payment, both stored
-        store_completed_checkout_event(client, stripe_api, checkout)
+        post_signed(client, completed_checkout_event(stripe_api, checkout))
         sandbox_request = make_request(Status.CLICKED, agent=alice, conversation=alices_conversation)
         assert post_webhook(client, sandbox_event(sandbox_request)).status_code == 200
         # When a drain runs while Stripe cannot be reached
@@ -516,13 +522,8 @@ class TestReconciler:
 
 
 class TestWebhookSignatures:
-    def _completed(self, stripe_api, checkout) -> bytes:
-        return json.dumps(
-            stripe_api.event("checkout.session.completed", stripe_api.complete(checkout.gateway_reference))
-        ).encode()
-
     def test_either_secret_verifies_during_a_rotation(self, checkout, stripe_api, deliver):
-        assert deliver(self._completed(stripe_api, checkout), secret=OLD_SECRET).status_code == 200
+        assert deliver(completed_checkout_event(stripe_api, checkout), secret=OLD_SECRET).status_code == 200
         assert reload(checkout).status == Status.PAID
 
     @pytest.mark.parametrize(
@@ -530,22 +531,23 @@ class TestWebhookSignatures:
         ["", "garbage", "t=abc,v1=00", f"t={int(time.time())}", f"t={int(time.time())},v1={'0' * 64}"],
     )
     def test_an_invalid_signature_is_400_and_changes_nothing(self, checkout, stripe_api, deliver, header):
-        response = deliver(self._completed(stripe_api, checkout), header=header or " ")
+        response = deliver(completed_checkout_event(stripe_api, checkout), header=header or " ")
         assert response.status_code == 400
         assert not GatewayWebhookEvent.objects.exists()
         assert reload(checkout).status == Status.CLICKED
 
     def test_another_accounts_secret_is_400(self, checkout, stripe_api, deliver):
-        assert deliver(self._completed(stripe_api, checkout), secret="whsec_not_ours").status_code == 400
+        response = deliver(completed_checkout_event(stripe_api, checkout), secret="whsec_not_ours")
+        assert response.status_code == 400
 
     def test_a_tampered_body_is_400(self, checkout, stripe_api, deliver):
-        body = self._completed(stripe_api, checkout)
+        body = completed_checkout_event(stripe_api, checkout)
         header = stripe.WebhookSignature.generate_signature_header(body.decode(), NEW_SECRET)
         assert deliver(body.replace(b'"paid"', b'"paid" '), header=header).status_code == 400
 
     @pytest.mark.parametrize(("age", "accepted"), [(0, True), (299, True), (301, False)])
     def test_a_replay_outside_the_tolerance_is_400(self, checkout, stripe_api, deliver, age, accepted):
-        body = self._completed(stripe_api, checkout)
+        body = completed_checkout_event(stripe_api, checkout)
         response = deliver(body, timestamp=int(time.time()) - age)
         assert response.status_code == (200 if accepted else 400)
         # Within the tolerance a replay is a duplicate: answered, changes nothing.
