@@ -21,6 +21,7 @@ from django.http import Http404
 from django.template.loader import render_to_string
 
 from chatdesk import throttling
+from chatdesk.channel_groups import join_groups
 from payments import realtime as payments_realtime
 
 from . import access, realtime
@@ -55,6 +56,11 @@ class JsonObjectConsumer(AsyncJsonWebsocketConsumer):
             content = None
         if isinstance(content, dict):
             await self.receive_json(content, **kwargs)
+
+    async def join(self, groups: list[str]) -> None:
+        """Join `groups`, or join them again at a ping (a Redis flush or `group_expiry` drops members
+        silently, B10), in one round trip to Redis for all of them."""
+        await join_groups(self.channel_layer, groups, self.channel_name)
 
 
 async def refuse(consumer: AsyncJsonWebsocketConsumer) -> None:
@@ -120,17 +126,15 @@ class DeskConsumer(JsonObjectConsumer):
             await refuse(self)
             return
         # Join before the snapshot so nothing that changes in between is missed.
-        await self._join(checked[0])
+        await self._set_groups(checked[0])
         await self.accept()
         await self.send_snapshot()
 
-    async def _join(self, groups: list[str]) -> None:
-        """Join `groups` (again: a Redis flush or `group_expiry` drops members silently, B10) and leave any
-        the user may no longer join."""
+    async def _set_groups(self, groups: list[str]) -> None:
+        """Join `groups` (again, at a ping) and leave any the user may no longer join."""
         for group in set(self.groups_joined) - set(groups):
             await self.channel_layer.group_discard(group, self.channel_name)
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        await self.join(groups)
         self.groups_joined = groups
 
     def _groups_for_user(self) -> list[str] | None:
@@ -174,7 +178,7 @@ class DeskConsumer(JsonObjectConsumer):
         else:
             groups = self.groups_joined
             stale_card_ops = await self._stale_card_ops(known) if self.conversation_id is not None else []
-        await self._join(groups)
+        await self._set_groups(groups)
         for op in stale_card_ops:
             await self.send_json(op)
         await self.send_json({"op": "pong"})
@@ -188,7 +192,7 @@ class DeskConsumer(JsonObjectConsumer):
         if checked is None:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        await self._join(checked[0])
+        await self._set_groups(checked[0])
 
     def _session_key(self) -> str | None:
         return self.scope["session"].session_key
@@ -227,7 +231,7 @@ class DeskConsumer(JsonObjectConsumer):
         if ops is None:
             left = realtime.conversation_group(self.conversation_id)
             self.conversation_id = None
-            await self._join([group for group in self.groups_joined if group != left])
+            await self._set_groups([group for group in self.groups_joined if group != left])
             return [{"op": "refresh", "target": "conversation-pane"}]
         return ops
 
@@ -293,7 +297,7 @@ class CustomerChatConsumer(JsonObjectConsumer):
             await refuse(self)
             return
         self.group = realtime.conversation_group(self.conversation_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join([self.group])
         await self.accept()
         for op in await self._ops(with_transcript=True):
             await self.send_json(op)
@@ -318,7 +322,7 @@ class CustomerChatConsumer(JsonObjectConsumer):
 
     async def receive_json(self, content, **kwargs):
         if content.get("type") == "ping":
-            await self.channel_layer.group_add(self.group, self.channel_name)
+            await self.join([self.group])
             await self.send_json({"op": "pong"})
 
     async def conversation_changed(self, event):

@@ -31,7 +31,7 @@ class PaymentPageConsumer(JsonObjectConsumer):
             return
         self.group = realtime.pay_page_group(self.payment_request_id)
         # Join before the snapshot, so a change made in between is not missed.
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join([self.group])
         await self.accept()
         await self.send_json(await self._op())
 
@@ -46,7 +46,7 @@ class PaymentPageConsumer(JsonObjectConsumer):
     async def receive_json(self, content, **kwargs) -> None:
         """A ping re-joins the group (it may have expired, or gone with a Redis flush) and gets a snapshot."""
         if content.get("type") == "ping":
-            await self.channel_layer.group_add(self.group, self.channel_name)
+            await self.join([self.group])
             await self.send_json(await self._op())
             await self.send_json({"op": "pong"})
 

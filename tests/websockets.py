@@ -87,3 +87,22 @@ def trips_to_the_sync_thread(monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(SyncToAsync, "__call__", counting_call)
         yield trips
+
+
+@contextmanager
+def redis_group_round_trips(monkeypatch):
+    """The commands sent to Redis about channel groups while the block runs (the layer's own receive loop
+    is left out): each is a round trip a socket's event loop waits for."""
+    from redis.asyncio.client import Redis
+
+    trips = []
+    real_execute = Redis.execute_command
+
+    async def counting_execute(self, *args, **options):
+        if any(isinstance(arg, bytes) and b":group:" in arg for arg in args):  # channels_redis's group keys
+            trips.append(args[0])
+        return await real_execute(self, *args, **options)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Redis, "execute_command", counting_execute)
+        yield trips

@@ -3,7 +3,9 @@
 import asyncio
 
 import pytest
+import redis
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
@@ -12,7 +14,8 @@ from django.test import Client
 from django.urls import reverse
 
 from chatdesk.asgi import application
-from desk import access, actions
+from chatdesk.channel_groups import groups_with_members
+from desk import access, actions, realtime
 from desk.consumers import CLOSE_FORBIDDEN
 from tests.factories import AgentFactory, ConversationFactory, SupervisorFactory
 from tests.websockets import (
@@ -22,6 +25,7 @@ from tests.websockets import (
     drain,
     handshake,
     receive_until,
+    redis_group_round_trips,
     session_cookie,
     trips_to_the_sync_thread,
 )
@@ -349,6 +353,33 @@ async def test_a_ping_costs_at_most_one_trip_to_the_shared_database_thread(
 
     assert ops[-1] == {"op": "pong"}
     assert len(trips) <= most_trips
+
+
+@pytest.mark.parametrize("page", ["conversation", "list"])
+async def test_a_ping_joins_all_its_groups_again_in_one_round_trip_to_redis(page, monkeypatch, settings):
+    """A ping joins the desk's groups again (a Redis flush or `group_expiry` drops members silently: B10,
+    scenario 35). 2,000 desks ping 80 times a second, and channels_redis's `group_add` would make two round
+    trips per group: the queue, the agent's, the user's and the open conversation's."""
+    alice = await database_sync_to_async(AgentFactory)()
+    conversation = await database_sync_to_async(ConversationFactory)(status="open", assigned_agent=alice)
+    path = f"/ws/desk/conversations/{conversation.pk}/" if page == "conversation" else "/ws/desk/"
+    groups = {realtime.QUEUE_GROUP, realtime.agent_group(alice.pk), realtime.user_group(alice.pk)}
+    if page == "conversation":
+        groups.add(realtime.conversation_group(conversation.pk))
+    socket = await connect(path, await session_cookie(alice))
+    await drain(socket)
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()  # Redis restarted under the open socket
+    try:
+        with redis_group_round_trips(monkeypatch) as trips:
+            await socket.send_json_to({"type": "ping", "cards": {}})
+            ops = await drain(socket)
+        rejoined = await groups_with_members(get_channel_layer(), groups)
+    finally:
+        await socket.disconnect()
+
+    assert ops == [{"op": "pong"}]
+    assert trips == ["EVAL"]
+    assert rejoined == groups
 
 
 async def test_a_ping_resends_the_cards_newer_than_the_page_shows_before_its_pong():
