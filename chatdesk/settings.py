@@ -269,10 +269,16 @@ LOGGING = {
     # Customer link tokens and phone numbers never reach a log line in full (chatdesk/logredact.py).
     "filters": {
         "redact_secrets": {"()": "chatdesk.logredact.RedactSecretsFilter"},
+        # The worker's and beat's "nothing to do" lines of the sweeps that run every few seconds.
+        "quiet_frequent_sweeps": {"()": "chatdesk.logquiet.QuietFrequentSweepsFilter"},
         "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_secrets"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["quiet_frequent_sweeps", "redact_secrets"],
+        },
         "mail_admins": {
             "class": "django.utils.log.AdminEmailHandler",
             "level": "ERROR",
