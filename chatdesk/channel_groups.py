@@ -6,7 +6,7 @@ desk is showing. A change goes to three groups and an expiry sweep's batch to ab
 `payments.realtime` asks first, in one script call per Redis host, and sends only to the groups with a member
 (docs/performance.md, product change 17).
 
-Its `group_add` costs two round trips per group too, and a desk joins three or four groups at connect and
+Its `group_add` costs two round trips per group too, and a desk joins four or five groups at connect and
 joins them again at every ping (scenarios B10 and 35), so `join_groups` does it in one script call per host.
 """
 
@@ -27,34 +27,32 @@ for i = 1, #KEYS do
 end
 return counts
 """
-# What channels_redis's group_add does for each group: the member with the time as its score, and the group
-# kept for group_expiry after its newest member joined.
+# What channels_redis's group_add does for each (group, member): the member with the time as its score, and
+# the group kept for group_expiry after its newest member joined.
 JOIN = """
 for i = 1, #KEYS do
-    redis.call('ZADD', KEYS[i], ARGV[1], ARGV[2])
-    redis.call('EXPIRE', KEYS[i], ARGV[3])
+    redis.call('ZADD', KEYS[i], ARGV[1], ARGV[2 + i])
+    redis.call('EXPIRE', KEYS[i], ARGV[2])
 end
 return #KEYS
 """
 
 
-def _by_host(layer: RedisChannelLayer, groups: Iterable[str]) -> dict[int, list[str]]:
-    by_host: dict[int, list[str]] = defaultdict(list)
-    for group in groups:
-        by_host[layer.consistent_hash(group)].append(group)
-    return by_host
-
-
-async def join_groups(layer, groups: Iterable[str], channel: str) -> None:
-    """Add `channel` to every group of `groups`, as `group_add` would one at a time. Layers other than
-    channels_redis's are asked one group at a time."""
+async def join_groups(layer, memberships: Iterable[tuple[str, str]]) -> None:
+    """Add each (group, channel) of `memberships`, as `group_add` would one at a time. Layers other than
+    channels_redis's are asked one at a time."""
+    memberships = list(memberships)
     if not isinstance(layer, RedisChannelLayer):
-        for group in groups:
+        for group, channel in memberships:
             await layer.group_add(group, channel)
         return
-    for index, host_groups in _by_host(layer, groups).items():
-        keys = [layer._group_key(group) for group in host_groups]
-        await layer.connection(index).eval(JOIN, len(keys), *keys, time.time(), channel, layer.group_expiry)
+    by_host: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for group, channel in memberships:
+        by_host[layer.consistent_hash(group)].append((group, channel))
+    for index, host_memberships in by_host.items():
+        keys = [layer._group_key(group) for group, _ in host_memberships]
+        members = [channel for _, channel in host_memberships]
+        await layer.connection(index).eval(JOIN, len(keys), *keys, time.time(), layer.group_expiry, *members)
 
 
 async def groups_with_members(layer, groups: Iterable[str]) -> set[str]:
@@ -64,9 +62,12 @@ async def groups_with_members(layer, groups: Iterable[str]) -> set[str]:
     groups = set(groups)
     if not isinstance(layer, RedisChannelLayer):
         return groups
+    by_host: dict[int, list[str]] = defaultdict(list)
+    for group in groups:
+        by_host[layer.consistent_hash(group)].append(group)
     joined_after = f"({int(time.time()) - layer.group_expiry}"  # group_send drops members at or before this
     found = set()
-    for index, host_groups in _by_host(layer, groups).items():
+    for index, host_groups in by_host.items():
         keys = [layer._group_key(group) for group in host_groups]
         counts = await layer.connection(index).eval(COUNT_MEMBERS, len(keys), *keys, joined_after)
         found.update(group for group, count in zip(host_groups, counts, strict=True) if count)

@@ -25,6 +25,7 @@ from chatdesk.channel_groups import join_groups
 from payments import realtime as payments_realtime
 
 from . import access, realtime
+from .card_fanout import card_fanout
 from .models import Conversation, Message
 
 CLOSE_FORBIDDEN = 4403
@@ -57,10 +58,10 @@ class JsonObjectConsumer(AsyncJsonWebsocketConsumer):
         if isinstance(content, dict):
             await self.receive_json(content, **kwargs)
 
-    async def join(self, groups: list[str]) -> None:
+    async def join(self, groups: list[str], *others: tuple[str, str]) -> None:
         """Join `groups`, or join them again at a ping (a Redis flush or `group_expiry` drops members
-        silently, B10), in one round trip to Redis for all of them."""
-        await join_groups(self.channel_layer, groups, self.channel_name)
+        silently, B10), and any `others` (group, channel), in one round trip to Redis for all of them."""
+        await join_groups(self.channel_layer, [(group, self.channel_name) for group in groups] + list(others))
 
 
 async def refuse(consumer: AsyncJsonWebsocketConsumer) -> None:
@@ -131,10 +132,16 @@ class DeskConsumer(JsonObjectConsumer):
         await self.send_snapshot()
 
     async def _set_groups(self, groups: list[str]) -> None:
-        """Join `groups` (again, at a ping) and leave any the user may no longer join."""
+        """Join `groups` (again, at a ping) and leave any the user may no longer join. The open
+        conversation's cards come through the process's fan-out, whose channel joins again with them."""
         for group in set(self.groups_joined) - set(groups):
             await self.channel_layer.group_discard(group, self.channel_name)
-        await self.join(groups)
+        fanout = card_fanout()
+        if self.conversation_id is None:
+            await fanout.hide(self)
+        else:
+            await fanout.show(self, self.conversation_id)
+        await self.join(groups, *fanout.memberships())
         self.groups_joined = groups
 
     def _groups_for_user(self) -> list[str] | None:
@@ -157,6 +164,7 @@ class DeskConsumer(JsonObjectConsumer):
         return groups
 
     async def disconnect(self, code):
+        await card_fanout().hide(self)
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -266,17 +274,18 @@ class DeskConsumer(JsonObjectConsumer):
             await self.send_json(op)
 
     async def payment_requests_changed(self, event):
-        """Chat 2 Pay cards changed (one, or the expiry sweep's batch). Supervisor pages re-read their
-        transaction list (with its filters) and any open transaction; the open conversation gets the cards
-        as the change rendered them, with no trip to the database thread (their versions keep a late push
-        from rolling a card back)."""
-        if self.is_supervisor:
-            await self.send_json({"op": "refresh", "target": "transactions"})
-            for payment_request_id in event["payment_request_ids"]:
-                await self.send_json({"op": "refresh", "target": f"transaction-{payment_request_id}-detail"})
-        if event["conversation_id"] is not None and event["conversation_id"] == self.conversation_id:
-            for card in event["cards"]:
-                await self.send_json(payments_realtime.card_for_viewer(card, user=self.user))
+        """Chat 2 Pay requests changed (one, or the expiry sweep's batch): supervisor pages re-read their
+        transaction list (with its filters) and any open transaction."""
+        await self.send_json({"op": "refresh", "target": "transactions"})
+        for payment_request_id in event["payment_request_ids"]:
+            await self.send_json({"op": "refresh", "target": f"transaction-{payment_request_id}-detail"})
+
+    async def send_cards(self, cards: list[dict]) -> None:
+        """The open conversation's Chat 2 Pay cards changed: sent as the change rendered them (by the
+        process's `card_fanout`), with no trip to the database thread; their versions keep a late push from
+        rolling a card back."""
+        for card in cards:
+            await self.send_json(payments_realtime.card_for_viewer(card, user=self.user))
 
 
 def _customer_conversation_id(token: str) -> int | None:
@@ -332,6 +341,3 @@ class CustomerChatConsumer(JsonObjectConsumer):
     async def message_created(self, event):
         if op := await self._message_op(event["message_id"]):
             await self.send_json(op)
-
-    async def payment_requests_changed(self, event):
-        """Nothing to redraw: the customer's transcript shows the link as text; the pay page has its own."""

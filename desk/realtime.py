@@ -13,6 +13,8 @@ from chatdesk import event_loop
 
 QUEUE_GROUP = "desk.queue"
 SUPERVISORS_GROUP = "desk.supervisors"
+# One channel per web process: the payment cards of every conversation its desks show (desk.card_fanout).
+CARDS_GROUP = "desk.cards"
 
 
 def agent_group(user_id: int) -> str:

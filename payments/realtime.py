@@ -4,9 +4,11 @@ The hint goes to every page that can show the request: the conversation's pages 
 supervisor's transcript), the supervisors' desks, and the customer's own /pay/<token>/ page. The
 conversation's pages get the card itself, rendered once by the process that made the change (`card_hint`):
 the websocket process forwards it, where it would otherwise re-read and render it once per open page on the
-one thread all its sockets share. The other pages re-read what they show (`pay_page_op`; the supervisors'
-htmx lists). A late, duplicate or reordered hint is harmless: each element carries the request's version and
-the browser keeps the newest, and a ping re-sends any card newer than the page shows (`stale_card_ops`).
+one thread all its sockets share. The cards of all the conversations a unit of work changed travel in one
+message, which each web process hands out to its sockets (`desk.card_fanout`). The other pages re-read what
+they show (`pay_page_op`; the supervisors' htmx lists). A late, duplicate or reordered hint is harmless: each
+element carries the request's version and the browser keeps the newest, and a ping re-sends any card newer
+than the page shows (`stale_card_ops`).
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from .models import BusinessProfile, PaymentRequest
 
 # The customer's pay page: one request's hint (it re-reads the request).
 EVENT_TYPE = "payment.request_changed"
-# The conversation's pages and the supervisors' desks: the requests one unit of work changed (one, or the
-# expiry sweep's batch), one hint per page group, so a page with many cards due gets them in one message.
+# The supervisors' desks: the requests one unit of work changed (one, or the expiry sweep's batch).
 BATCH_EVENT_TYPE = "payment.requests_changed"
+# Every web process (desk.realtime.CARDS_GROUP): the changed cards, by the conversation that shows them.
+CARDS_EVENT_TYPE = "payment.cards_changed"
 SENDS_IN_FLIGHT = 16
 
 
@@ -57,59 +60,57 @@ def _publish_on_commit(payment_requests: list[PaymentRequest]) -> None:
         return
 
     def send_all_rollback_unsafe() -> None:
-        messages = _messages(payment_requests)  # rendered after the commit: the cards show what it wrote
+        cards = _cards_by_conversation(payment_requests)  # rendered after the commit: they show what it wrote
+        messages = _messages(payment_requests)
         layer = get_channel_layer()
 
         async def send() -> None:
             # A few sends in flight at once: each holds a Redis connection of the loop's pool, and opening a
             # thousand of them costs more than the overlap gains.
             in_flight = asyncio.Semaphore(SENDS_IN_FLIGHT)
-            listening = await groups_with_members(layer, (group for group, _ in messages))
+            pages = {
+                conversation_id: desk_realtime.conversation_group(conversation_id)
+                for conversation_id, _ in cards
+            }
+            listening = await groups_with_members(
+                layer, [group for group, _ in messages] + list(pages.values())
+            )
+            shown = [
+                [conversation_id, hints]
+                for conversation_id, hints in cards
+                if pages[conversation_id] in listening
+            ]
+            sends = [(group, event) for group, event in messages if group in listening]
+            if shown:
+                sends.append((desk_realtime.CARDS_GROUP, {"type": CARDS_EVENT_TYPE, "conversations": shown}))
 
             async def send_one(group: str, event: dict) -> None:
                 async with in_flight:
                     await layer.group_send(group, event)
 
-            await asyncio.gather(*(send_one(group, event) for group, event in messages if group in listening))
+            await asyncio.gather(*(send_one(group, event) for group, event in sends))
 
         event_loop.run_from_sync(send)
 
     transaction.on_commit(send_all_rollback_unsafe, robust=True)
 
 
-def _messages(payment_requests: list[PaymentRequest]) -> list[tuple[str, dict]]:
-    """(group, event) pairs: each conversation's pages get its changed cards, the supervisors the ids, and
-    each customer's pay page its own request's id."""
+def _cards_by_conversation(payment_requests: list[PaymentRequest]) -> list[tuple[int, list[dict]]]:
+    """Each conversation's changed cards, as its desk pages show them."""
     _read_money_waiting_notes(payment_requests)
-    by_conversation: dict[int, list[PaymentRequest]] = defaultdict(list)
+    by_conversation: dict[int, list[dict]] = defaultdict(list)
     for payment_request in payment_requests:
-        by_conversation[payment_request.conversation_id].append(payment_request)
-    messages = [
-        (
-            desk_realtime.conversation_group(conversation_id),
-            {
-                "type": BATCH_EVENT_TYPE,
-                "conversation_id": conversation_id,
-                "payment_request_ids": [pr.pk for pr in changed],
-                "cards": [card_hint(pr) for pr in changed],
-            },
-        )
-        for conversation_id, changed in by_conversation.items()
-    ]
-    messages.append(
-        (
-            desk_realtime.SUPERVISORS_GROUP,
-            {
-                "type": BATCH_EVENT_TYPE,
-                "conversation_id": None,
-                "payment_request_ids": [pr.pk for pr in payment_requests],
-            },
-        )
-    )
-    messages += [
+        by_conversation[payment_request.conversation_id].append(card_hint(payment_request))
+    return list(by_conversation.items())
+
+
+def _messages(payment_requests: list[PaymentRequest]) -> list[tuple[str, dict]]:
+    """(group, event) pairs besides the cards: the supervisors get the ids, each customer's pay page its own
+    request's id."""
+    supervisors = {"type": BATCH_EVENT_TYPE, "payment_request_ids": [pr.pk for pr in payment_requests]}
+    return [(desk_realtime.SUPERVISORS_GROUP, supervisors)] + [
         (pay_page_group(pr.pk), {"type": EVENT_TYPE, "payment_request_id": pr.pk}) for pr in payment_requests
     ]
-    return messages
 
 
 # --- Rendering shared by pages, htmx responses and consumers (sync; consumers use database_sync_to_async) ---
@@ -133,15 +134,15 @@ def _card_upsert(payment_request: PaymentRequest, *, user, viewer: str) -> dict:
 
 
 def card_hint(payment_request: PaymentRequest) -> dict:
-    """The card as the desk pages show it, for the hint: `html` for every viewer, and `owner_html` for the
-    agent who sent it while they may still cancel it (the "Cancel payment" button is all that depends on who
-    looks; the card reads nothing of the viewer but their id)."""
-    html = _card_html(payment_request, user=None, viewer="agent")
+    """The card as the desk pages show it, for the hint: its request's `id`, `html` for every viewer, and
+    `owner_html` for the agent who sent it while they may still cancel it (the "Cancel payment" button is all
+    that depends on who looks; the card reads nothing of the viewer but their id)."""
+    hint = {"id": payment_request.pk, "html": _card_html(payment_request, user=None, viewer="agent")}
     if not payment_request.can_be_canceled:
-        return {"html": html, "owner_id": None, "owner_html": None}
+        return hint | {"owner_id": None, "owner_html": None}
     owner = get_user_model()(pk=payment_request.agent_id)
     owner_html = _card_html(payment_request, user=owner, viewer="agent")
-    return {"html": html, "owner_id": payment_request.agent_id, "owner_html": owner_html}
+    return hint | {"owner_id": payment_request.agent_id, "owner_html": owner_html}
 
 
 def card_for_viewer(hint: dict, *, user) -> dict:

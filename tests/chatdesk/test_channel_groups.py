@@ -39,7 +39,7 @@ def test_joining_groups_at_once_is_what_group_add_does_for_each(channel_layer):
 
     async def join_then_send() -> tuple[list[dict], list[int]]:
         channel = await channel_layer.new_channel()
-        await join_groups(channel_layer, groups, channel)
+        await join_groups(channel_layer, [(group, channel) for group in groups])
         for group in groups:
             await channel_layer.group_send(group, {"type": "hint", "group": group})
         received = [await channel_layer.receive(channel) for _ in groups]
@@ -57,7 +57,7 @@ def test_a_layer_without_redis_joins_one_group_at_a_time():
 
     async def join_then_send() -> dict:
         channel = await layer.new_channel()
-        await join_groups(layer, ["desk.queue", "desk.agent.7"], channel)
+        await join_groups(layer, [("desk.queue", channel), ("desk.agent.7", channel)])
         await layer.group_send("desk.agent.7", {"type": "hint"})
         return await layer.receive(channel)
 

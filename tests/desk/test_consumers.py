@@ -359,13 +359,13 @@ async def test_a_ping_costs_at_most_one_trip_to_the_shared_database_thread(
 async def test_a_ping_joins_all_its_groups_again_in_one_round_trip_to_redis(page, monkeypatch, settings):
     """A ping joins the desk's groups again (a Redis flush or `group_expiry` drops members silently: B10,
     scenario 35). 2,000 desks ping 80 times a second, and channels_redis's `group_add` would make two round
-    trips per group: the queue, the agent's, the user's and the open conversation's."""
+    trips per group: the queue, the agent's, the user's, the open conversation's and its cards'."""
     alice = await database_sync_to_async(AgentFactory)()
     conversation = await database_sync_to_async(ConversationFactory)(status="open", assigned_agent=alice)
     path = f"/ws/desk/conversations/{conversation.pk}/" if page == "conversation" else "/ws/desk/"
     groups = {realtime.QUEUE_GROUP, realtime.agent_group(alice.pk), realtime.user_group(alice.pk)}
-    if page == "conversation":
-        groups.add(realtime.conversation_group(conversation.pk))
+    if page == "conversation":  # and the web process's channel for its cards (desk.card_fanout)
+        groups |= {realtime.conversation_group(conversation.pk), realtime.CARDS_GROUP}
     socket = await connect(path, await session_cookie(alice))
     await drain(socket)
     redis.Redis.from_url(settings.REDIS_URL).flushdb()  # Redis restarted under the open socket

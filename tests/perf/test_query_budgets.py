@@ -20,7 +20,7 @@ from django.utils import timezone
 from chatdesk import event_loop
 from desk import actions as desk_actions
 from desk.consumers import _conversation_ops
-from desk.realtime import conversation_group
+from desk.realtime import CARDS_GROUP, conversation_group
 from payments import actions, inbox, realtime, tasks
 from payments.lifecycle import Status
 from payments.models import PaymentRequest
@@ -28,7 +28,7 @@ from tests.factories import ConversationFactory, MessageFactory
 from tests.payments.conftest import make_request, post_webhook, queued_task_names, sandbox_event
 
 pytestmark = pytest.mark.django_db
-BATCH = realtime.BATCH_EVENT_TYPE
+CARDS = realtime.CARDS_EVENT_TYPE
 
 # Budgets (today's counts; lower them when a change makes a path cheaper).
 TRANSITION_QUERIES = 6  # lock, update, history insert, + the test transaction's savepoints
@@ -52,7 +52,7 @@ REPLY_QUERIES = 5
 # per sweep batch, whatever its size: the two due-queries, one update, one history insert, the outbox's
 # subscriptions, the expired cards' money-waiting notes, and the test transaction's savepoints
 SWEEP_QUERIES = 8
-GROUPS_PER_CHANGE = 3  # the conversation's pages, the supervisors, the customer's pay page
+GROUPS_PER_CHANGE = 3  # the web processes (the card for the desk pages), the supervisors, the pay page
 
 
 class CountingLayer:
@@ -110,8 +110,10 @@ def test_the_cards_of_a_change_are_rendered_once_in_one_query_whatever_their_num
     with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
         realtime.publish_payment_requests_changed(requests)
     # Then the conversation's pages get every card rendered, read in one query, not one per card or per page
-    (event,) = [event for group, event in layer.events if group == conversation_group(conversation.pk)]
-    cards = zip(requests, event["cards"], strict=True)
+    (event,) = [event for group, event in layer.events if group == CARDS_GROUP]
+    ((shown_in, hints),) = event["conversations"]
+    assert shown_in == conversation.pk
+    cards = zip(requests, hints, strict=True)
     assert [card["html"].count(f'id="{pr.dom_id}"') for pr, card in cards] == [1] * changed
     assert len(queries) <= CARD_RENDER_QUERIES, [q["sql"] for q in queries]
 
@@ -130,16 +132,19 @@ def test_a_pings_resend_reads_the_cards_a_page_missed_in_the_same_queries_whatev
     assert len(queries) <= PING_RESEND_QUERIES, [q["sql"] for q in queries]
 
 
-@pytest.mark.parametrize("due", [1, 12])
+@pytest.mark.parametrize(("due", "conversations"), [(1, 1), (12, 1), (12, 12)])
 def test_the_expiry_sweep_costs_the_same_queries_for_one_due_request_or_many_and_publishes_in_one_hop(
-    layer, django_capture_on_commit_callbacks, due
+    layer, django_capture_on_commit_callbacks, due, conversations
 ):
-    # Given `due` requests past their click deadline, all in one conversation
+    # Given `due` requests past their click deadline, spread over `conversations`
     past = timezone.now() - timedelta(seconds=1)
-    conversation = ConversationFactory()
-    for _ in range(due):
+    open_conversations = [ConversationFactory() for _ in range(conversations)]
+    for n in range(due):
         make_request(
-            Status.SENT, conversation=conversation, click_deadline=past, sent_at=past - timedelta(minutes=5)
+            Status.SENT,
+            conversation=open_conversations[n % conversations],
+            click_deadline=past,
+            sent_at=past - timedelta(minutes=5),
         )
     # When one sweep runs
     with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
@@ -147,9 +152,10 @@ def test_the_expiry_sweep_costs_the_same_queries_for_one_due_request_or_many_and
     # Then its queries do not grow with the batch, and all its pushes leave in one event-loop hop
     assert expired == due
     assert len(queries) <= SWEEP_QUERIES, [q["sql"] for q in queries]
-    # one hint for the conversation's pages and one for the supervisors, whatever the batch's size, and the
-    # customer's own pay page per request
-    assert layer.sends.count((conversation_group(conversation.pk), BATCH)) == 1
+    # one message of cards for the web processes and one hint for the supervisors, whatever the batch's size
+    # and the number of conversations it spans (each process's one receive loop takes a message at a time),
+    # and the customer's own pay page per request
+    assert layer.sends.count((CARDS_GROUP, CARDS)) == 1
     assert len(layer.sends) == 2 + due
     assert layer.hops == 1
 
@@ -157,8 +163,8 @@ def test_the_expiry_sweep_costs_the_same_queries_for_one_due_request_or_many_and
 def test_a_sweep_sends_only_to_the_pages_someone_has_open(
     channel_layer, monkeypatch, django_capture_on_commit_callbacks
 ):
-    # Given three due requests in three conversations, one conversation open on a desk and one link open on
-    # the customer's phone (the real Redis layer, counting its group sends)
+    # Given three due requests in three conversations, one conversation open on a desk (its web process in
+    # the cards' group) and one link open on the customer's phone (the real Redis layer, counting its sends)
     past = timezone.now() - timedelta(seconds=1)
     due = [
         make_request(Status.SENT, click_deadline=past, sent_at=past - timedelta(minutes=5)) for _ in range(3)
@@ -167,12 +173,13 @@ def test_a_sweep_sends_only_to_the_pages_someone_has_open(
     pay_page = realtime.pay_page_group(due[1].pk)
 
     async def open_pages() -> tuple[str, str]:
-        desk, phone = await channel_layer.new_channel(), await channel_layer.new_channel()
+        desk, web_process, phone = [await channel_layer.new_channel() for _ in range(3)]
         await channel_layer.group_add(desk_page, desk)
+        await channel_layer.group_add(CARDS_GROUP, web_process)
         await channel_layer.group_add(pay_page, phone)
-        return desk, phone
+        return web_process, phone
 
-    desk, phone = async_to_sync(open_pages)()
+    web_process, phone = async_to_sync(open_pages)()
     sent_to = []
     group_send = channel_layer.group_send
 
@@ -184,10 +191,12 @@ def test_a_sweep_sends_only_to_the_pages_someone_has_open(
     # When the sweep expires them
     with django_capture_on_commit_callbacks(execute=True):
         assert actions.expire_due_payment_requests() == 3
-    # Then the two open pages got their hints, and nothing was sent to the four groups nobody is in
-    assert sorted(sent_to) == sorted([desk_page, pay_page])
+    # Then the web process got the open conversation's card only, the phone its hint, and nothing was sent
+    # to the groups nobody is in
+    assert sorted(sent_to) == sorted([CARDS_GROUP, pay_page])
     received = async_to_sync(channel_layer.receive)
-    assert received(desk)["payment_request_ids"] == [due[0].pk]
+    ((conversation_id, cards),) = received(web_process)["conversations"]
+    assert (conversation_id, [card["id"] for card in cards]) == (due[0].conversation_id, [due[0].pk])
     assert received(phone)["payment_request_id"] == due[1].pk
 
 

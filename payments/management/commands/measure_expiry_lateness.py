@@ -39,7 +39,7 @@ from django.utils import timezone
 
 from desk import realtime as desk_realtime
 from desk.models import Conversation, Customer, Message
-from payments import lifecycle
+from payments import lifecycle, realtime
 from payments.lifecycle import Status
 from payments.models import PaymentEvent, PaymentRequest, hash_token, new_payment_token
 
@@ -198,12 +198,13 @@ class Command(BaseCommand):
     async def _listen(
         self, deadlines: dict[int, float], conversation_ids: list[int], timeout: float
     ) -> dict[int, float]:
-        """Receive the payment hints (`payment.request_changed`, and the sweep's `payment.requests_changed`
-        batches) as an agent's tab would; the first one per request counts."""
+        """Receive the expired cards as a web process does for an agent's tab (`desk.card_fanout`): in the
+        group of the conversations shown, and of the web processes; the first card per request counts."""
         layer = get_channel_layer()
         channel = await layer.new_channel()
-        for conversation_id in conversation_ids:
-            await layer.group_add(desk_realtime.conversation_group(conversation_id), channel)
+        groups = [desk_realtime.conversation_group(conversation_id) for conversation_id in conversation_ids]
+        for group in [*groups, desk_realtime.CARDS_GROUP]:
+            await layer.group_add(group, channel)
         pushed: dict[int, float] = {}
         give_up = max(deadlines.values()) + timeout
         try:
@@ -212,8 +213,9 @@ class Command(BaseCommand):
                     message = await asyncio.wait_for(layer.receive(channel), timeout=1)
                 except TimeoutError:
                     continue
-                # One request's hint, or the sweep's batch hint naming every due card of the conversation.
-                request_ids = message.get("payment_request_ids") or [message.get("payment_request_id")]
+                if message["type"] != realtime.CARDS_EVENT_TYPE:
+                    continue
+                request_ids = [card["id"] for _, cards in message["conversations"] for card in cards]
                 arrived = time.time()
                 for request_id in request_ids:
                     if request_id in deadlines and request_id not in pushed:
@@ -221,8 +223,8 @@ class Command(BaseCommand):
                         if len(pushed) % 1000 == 0:
                             self.stdout.write(f"  {len(pushed)} expired")
         finally:
-            for conversation_id in conversation_ids:
-                await layer.group_discard(desk_realtime.conversation_group(conversation_id), channel)
+            for group in [*groups, desk_realtime.CARDS_GROUP]:
+                await layer.group_discard(group, channel)
         return pushed
 
     def _report(self, deadlines: dict[int, float], pushed: dict[int, float]) -> None:
