@@ -77,8 +77,6 @@ class CardFanout:
         while True:
             try:
                 event = await self.layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
             except Exception:  # Redis away: the pages' pings make good what is missed meanwhile
                 logger.exception("The payment cards' channel could not be read; trying again in a second")
                 await asyncio.sleep(1)

@@ -1,5 +1,6 @@
 """desk.card_fanout: one channel per web process brings the payment cards of the conversations it shows."""
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -9,8 +10,9 @@ from channels.layers import get_channel_layer
 from django.utils import timezone
 
 from chatdesk.channel_groups import groups_with_members
+from desk.card_fanout import CardFanout
 from desk.realtime import CARDS_GROUP
-from payments import tasks
+from payments import realtime, tasks
 from payments.lifecycle import Status
 from tests.factories import AgentFactory, ConversationFactory, SupervisorFactory
 from tests.payments.conftest import make_request
@@ -126,3 +128,31 @@ async def test_after_a_redis_flush_the_first_ping_brings_the_cards_back(settings
         await page.disconnect()
 
     assert card_ids(pushed) == [due]
+
+
+async def test_a_socket_that_fails_keeps_the_cards_from_no_other_and_no_later_message():
+    class ClosedUnderfoot:
+        async def send_cards(self, cards: list[dict]) -> None:
+            raise ConnectionError("the socket went away")
+
+    class Page:
+        def __init__(self) -> None:
+            self.received: asyncio.Queue[list[dict]] = asyncio.Queue()
+
+        async def send_cards(self, cards: list[dict]) -> None:
+            await self.received.put(cards)
+
+    fanout, closed, page = CardFanout(), ClosedUnderfoot(), Page()
+    await fanout.show(closed, 1)
+    await fanout.show(page, 1)
+    try:
+        for card_id in (7, 8):
+            cards = {"type": realtime.CARDS_EVENT_TYPE, "conversations": [[1, [{"id": card_id}]]]}
+            await get_channel_layer().group_send(CARDS_GROUP, cards)
+        received = [await asyncio.wait_for(page.received.get(), timeout=5) for _ in range(2)]
+    finally:
+        await fanout.hide(closed)
+        await fanout.hide(page)
+
+    assert received == [[{"id": 7}], [{"id": 8}]]
+    assert not await cards_group_has_a_member()
