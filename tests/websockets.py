@@ -106,3 +106,16 @@ def redis_group_round_trips(monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(Redis, "execute_command", counting_execute)
         yield trips
+
+
+def groups_sent_to(layer, monkeypatch) -> list[str]:
+    """The groups `layer` sends to from now until the test ends, in order; the sends still go out."""
+    sent_to = []
+    group_send = layer.group_send
+
+    async def recording_group_send(group: str, event: dict) -> None:
+        sent_to.append(group)
+        await group_send(group, event)
+
+    monkeypatch.setattr(layer, "group_send", recording_group_send)
+    return sent_to

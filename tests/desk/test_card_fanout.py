@@ -16,7 +16,7 @@ from payments import realtime, tasks
 from payments.lifecycle import Status
 from tests.factories import AgentFactory, ConversationFactory, SupervisorFactory
 from tests.payments.conftest import make_request
-from tests.websockets import connect, drain, session_cookie
+from tests.websockets import connect, drain, groups_sent_to, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,15 +58,7 @@ async def test_a_sweep_across_conversations_reaches_each_desk_with_its_own_cards
     bobs_page = await connect(f"/ws/desk/conversations/{bobs.pk}/", await session_cookie(bob))
     sams_transcript = await connect(f"/ws/desk/conversations/{alices.pk}/", await session_cookie(sam))
     pages = [alices_page, bobs_page, sams_transcript]
-    layer = get_channel_layer()
-    sent_to = []
-    group_send = layer.group_send
-
-    async def counting_group_send(group: str, event: dict) -> None:
-        sent_to.append(group)
-        await group_send(group, event)
-
-    monkeypatch.setattr(layer, "group_send", counting_group_send)
+    sent_to = groups_sent_to(get_channel_layer(), monkeypatch)
     try:
         for page in pages:
             await drain(page)

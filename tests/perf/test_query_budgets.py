@@ -26,6 +26,7 @@ from payments.lifecycle import Status
 from payments.models import PaymentRequest
 from tests.factories import ConversationFactory, MessageFactory
 from tests.payments.conftest import make_request, post_webhook, queued_task_names, sandbox_event
+from tests.websockets import groups_sent_to
 
 pytestmark = pytest.mark.django_db
 CARDS = realtime.CARDS_EVENT_TYPE
@@ -180,14 +181,7 @@ def test_a_sweep_sends_only_to_the_pages_someone_has_open(
         return web_process, phone
 
     web_process, phone = async_to_sync(open_pages)()
-    sent_to = []
-    group_send = channel_layer.group_send
-
-    async def counting_group_send(group: str, event: dict) -> None:
-        sent_to.append(group)
-        await group_send(group, event)
-
-    monkeypatch.setattr(channel_layer, "group_send", counting_group_send)
+    sent_to = groups_sent_to(channel_layer, monkeypatch)
     # When the sweep expires them
     with django_capture_on_commit_callbacks(execute=True):
         assert actions.expire_due_payment_requests() == 3

@@ -37,6 +37,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from chatdesk.channel_groups import join_groups
 from desk import realtime as desk_realtime
 from desk.models import Conversation, Customer, Message
 from payments import lifecycle, realtime
@@ -203,8 +204,7 @@ class Command(BaseCommand):
         layer = get_channel_layer()
         channel = await layer.new_channel()
         groups = [desk_realtime.conversation_group(conversation_id) for conversation_id in conversation_ids]
-        for group in [*groups, desk_realtime.CARDS_GROUP]:
-            await layer.group_add(group, channel)
+        await join_groups(layer, [(group, channel) for group in [*groups, desk_realtime.CARDS_GROUP]])
         pushed: dict[int, float] = {}
         give_up = max(deadlines.values()) + timeout
         try:
